@@ -1,0 +1,259 @@
+//! Server configuration: limits and timeouts, each with its default and the
+//! reason for it.
+
+use std::fmt;
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::parse::HeadLimits;
+use crate::server::{Event, Server};
+
+/// The callback that receives connection [`Event`]s.
+pub(crate) type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Builds a [`Server`]: `Server::builder()`, setters, then [`Builder::bind`].
+///
+/// ```
+/// use std::time::Duration;
+/// let server = h1serve::Server::builder()
+///     .idle_timeout(Duration::from_secs(5))
+///     .max_connections(64)
+///     .max_body_bytes(1 << 20)
+///     .bind("127.0.0.1:0")?;
+/// assert_ne!(server.local_addr().port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    pub(crate) config: Config,
+}
+
+/// The settings a running server uses (read-only once bound).
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub max_request_line: usize,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    pub max_drain_bytes: u64,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub linger_timeout: Duration,
+    pub linger_bytes: u64,
+    pub shutdown_timeout: Duration,
+    pub max_connections: usize,
+    pub max_requests_per_connection: u64,
+    pub thread_stack_size: usize,
+    pub max_idle_threads: usize,
+    pub retry_after_secs: u32,
+    pub on_event: Option<EventHook>,
+}
+
+impl Config {
+    pub(crate) fn head_limits(&self) -> HeadLimits {
+        HeadLimits { request_line: self.max_request_line, head_bytes: self.max_head_bytes, fields: self.max_headers }
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            config: Config {
+                max_request_line: 8 * 1024,
+                max_head_bytes: 64 * 1024,
+                max_headers: 100,
+                max_body_bytes: 16 * 1024 * 1024,
+                max_drain_bytes: 256 * 1024,
+                idle_timeout: Duration::from_secs(60),
+                header_timeout: Duration::from_secs(10),
+                body_read_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(30),
+                linger_timeout: Duration::from_secs(2),
+                linger_bytes: 1024 * 1024,
+                shutdown_timeout: Duration::from_secs(10),
+                max_connections: 2048,
+                max_requests_per_connection: 10_000,
+                thread_stack_size: 256 * 1024,
+                max_idle_threads: 64,
+                retry_after_secs: 1,
+                on_event: None,
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// Longest request line accepted; longer gets 414 URI Too Long
+    /// (RFC 9112 §3). Default 8 KiB, the length RFC 9112 §3 asks every
+    /// recipient to support at the least.
+    pub fn max_request_line(mut self, bytes: usize) -> Builder {
+        self.config.max_request_line = bytes;
+        self
+    }
+
+    /// Largest header section (request line, fields, blank line); larger
+    /// gets 431 (RFC 6585 §5). Default 64 KiB: far above what browsers send
+    /// (a few KiB with cookies), small enough to bound per-connection memory.
+    /// Trailer sections of chunked bodies have the same bound.
+    pub fn max_head_bytes(mut self, bytes: usize) -> Builder {
+        self.config.max_head_bytes = bytes;
+        self
+    }
+
+    /// Most header fields per request; more gets 431. Default 100, as
+    /// hyper and Go.
+    pub fn max_headers(mut self, count: usize) -> Builder {
+        self.config.max_headers = count;
+        self
+    }
+
+    /// Largest request body. A declared `Content-Length` over it gets 413
+    /// before any of the body is read (and no `100 Continue`); a chunked body
+    /// that grows past it fails the handler's read and gets 413. Default
+    /// 16 MiB: enough for the uploads a local tool takes, small enough that
+    /// a stray client cannot fill memory through `read_to_end`.
+    pub fn max_body_bytes(mut self, bytes: u64) -> Builder {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// How much of a body the handler left unread the server will read and
+    /// discard to keep the connection open; past it, it closes instead
+    /// (as Go's net/http does, with the same default of 256 KiB).
+    pub fn max_drain_bytes(mut self, bytes: u64) -> Builder {
+        self.config.max_drain_bytes = bytes;
+        self
+    }
+
+    /// How long a kept-alive connection may wait for the first byte of its
+    /// next request before the server closes it. Announced, rounded down
+    /// to whole seconds, in `Keep-Alive: timeout=` to HTTP/1.0 clients.
+    /// Default 60 s: idle connections cost a parked thread and a few KiB,
+    /// and at the connection cap the oldest idle one is closed first anyway.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Deadline for a whole request head, counted from its first byte, not
+    /// per read: a client trickling a byte at a time cannot hold a thread
+    /// (slowloris). On expiry the client gets 408. Default 10 s.
+    pub fn header_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.header_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for each read of a request body while the handler
+    /// reads it (the time between two reads, like nginx's
+    /// `client_body_timeout`). Default 30 s.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.body_read_timeout = timeout;
+        self
+    }
+
+    /// Longest time a write may make no progress: a client that stops
+    /// reading its response is cut off after it (nginx's `send_timeout`).
+    /// A slow but reading client keeps going. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.write_timeout = timeout;
+        self
+    }
+
+    /// Bounds the lingering close: after `shutdown(Write)` the server reads
+    /// and discards input until the client closes, for at most `timeout`
+    /// and `bytes` (like nginx's `lingering_time`). Without it, input still
+    /// arriving after the close makes the kernel send a reset that can
+    /// destroy the response just written (RFC 9112 §9.6). Defaults 2 s and
+    /// 1 MiB.
+    pub fn linger(mut self, timeout: Duration, bytes: u64) -> Builder {
+        self.config.linger_timeout = timeout;
+        self.config.linger_bytes = bytes;
+        self
+    }
+
+    /// How long [`Handle::shutdown`](crate::Handle::shutdown) waits for
+    /// in-flight requests before it closes their connections. Default 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Most connections open at once (each holds a thread). At the cap a
+    /// new connection closes the connection idle the longest, or, when all
+    /// are busy, gets 503 with `Retry-After`. Default 2048.
+    pub fn max_connections(mut self, count: usize) -> Builder {
+        self.config.max_connections = count.max(1);
+        self
+    }
+
+    /// Most requests served on one connection; the last response says
+    /// `Connection: close`, and `Keep-Alive: max=` counts down to it.
+    /// Default 10 000 (nginx's `keepalive_requests` is 1000): high enough
+    /// that reconnecting costs nothing measurable, finite so that a
+    /// connection's lifetime is bounded.
+    pub fn max_requests_per_connection(mut self, count: u64) -> Builder {
+        self.config.max_requests_per_connection = count.max(1);
+        self
+    }
+
+    /// Stack size of connection threads. Default 256 KiB: only touched pages
+    /// count in memory, and the server itself needs a few KiB; raise it if
+    /// handlers recurse deeply or keep large arrays on the stack.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Builder {
+        self.config.thread_stack_size = bytes;
+        self
+    }
+
+    /// How many threads may wait, parked, to serve the next connection
+    /// rather than exit (it is still one thread per connection; parking
+    /// saves the spawn). Default 64.
+    pub fn max_idle_threads(mut self, count: usize) -> Builder {
+        self.config.max_idle_threads = count;
+        self
+    }
+
+    /// The `Retry-After` seconds sent with 503 at the connection cap.
+    /// Default 1.
+    pub fn retry_after(mut self, seconds: u32) -> Builder {
+        self.config.retry_after_secs = seconds;
+        self
+    }
+
+    /// Calls `hook` with every connection [`Event`] (opened, request served,
+    /// idle, closed with its reason), on the connection's own thread. Keep
+    /// it short. Default: none.
+    pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Builder {
+        self.config.on_event = Some(Arc::new(hook));
+        self
+    }
+
+    /// Binds the listening socket. Use port 0 for any free port and
+    /// [`Server::local_addr`] to learn it.
+    pub fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
+        Server::from_listener(TcpListener::bind(addr)?, self.config)
+    }
+
+    /// Serves on a listener bound elsewhere.
+    pub fn listener(self, listener: TcpListener) -> io::Result<Server> {
+        Server::from_listener(listener, self.config)
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("Builder")
+            .field("max_request_line", &c.max_request_line)
+            .field("max_head_bytes", &c.max_head_bytes)
+            .field("max_headers", &c.max_headers)
+            .field("max_body_bytes", &c.max_body_bytes)
+            .field("idle_timeout", &c.idle_timeout)
+            .field("header_timeout", &c.header_timeout)
+            .field("max_connections", &c.max_connections)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,388 @@
+//! The connection loop: read a head, check its framing, run the handler,
+//! settle the request body, write the response, then keep the connection
+//! or close it — and always know why it closed.
+//!
+//! ```text
+//!            ┌──────────── keep-alive ◄───────────────┐
+//!            ▼                                        │
+//!   idle ──first byte──► reading head ──► handler ──► response written
+//!    │  (idle timeout)     │ (header deadline)  │          │
+//!    │                     │ 4xx/5xx            │ panic    │ close
+//!    ▼                     ▼                    ▼          ▼
+//!   close ◄────────────── error response ◄── 500 ◄──── graceful close
+//! ```
+//!
+//! The decision to keep the connection is made before the response head is
+//! written (so the head can say `Connection: close`), from: what the client
+//! asked (RFC 9112 §9.3), what the handler asked, whether the request body
+//! was fully consumed, whether the response is self-delimiting, the request
+//! cap, and server shutdown.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::body::{Body, Failure};
+use crate::chunked::{self, ChunkedDecoder};
+use crate::error::{CloseReason, RequestError};
+use crate::framing::{self, RequestFraming, ResponseFraming};
+use crate::io::{Transport, is_timeout};
+use crate::linger;
+use crate::parse::HeadParser;
+use crate::request::{Method, Request, RequestHead, Version};
+use crate::response::{ConnectionField, Content, Response};
+use crate::server::{Event, Shared, Slot};
+
+/// The handler type the server calls.
+pub(crate) type Handler = dyn Fn(&mut Request<'_>) -> Response + Send + Sync;
+
+/// Bytes of a `from_reader` body read per call.
+const COPY_CHUNK: usize = 16 * 1024;
+
+/// Why the loop stops before a handler runs.
+enum Stop {
+    /// Close without a response.
+    Close(CloseReason),
+    /// Answer with the error's status, then close.
+    Reject(RequestError, CloseReason),
+}
+
+/// One connection's state, alive for as long as the connection.
+struct Conn<'a> {
+    io: Transport,
+    head: RequestHead,
+    parser: HeadParser,
+    shared: &'a Shared,
+    handler: &'a Handler,
+    slot: &'a Slot,
+    remote: SocketAddr,
+    /// Requests read on this connection so far.
+    served: u64,
+}
+
+/// Serves one connection to its end, closes it gracefully, and returns why
+/// it ended and how many requests it served.
+pub(crate) fn serve(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+    handler: &Handler,
+    slot: &Slot,
+) -> (CloseReason, u64) {
+    let cfg = &shared.config;
+    // SEED-NOTES §2: Nagle's algorithm would hold back a small response
+    // while an earlier segment is unacknowledged, which with delayed ACKs
+    // stalls it for tens of milliseconds. We batch writes ourselves instead.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(cfg.write_timeout));
+    let mut conn = Conn {
+        io: Transport::new(stream),
+        head: RequestHead::default(),
+        parser: HeadParser::new(),
+        shared,
+        handler,
+        slot,
+        remote,
+        served: 0,
+    };
+    let reason = conn.run();
+    // The server never loses a response it has written: flush, then the
+    // lingering close (see `linger`).
+    let _ = conn.io.flush();
+    linger::close(&mut conn.io.stream, cfg.linger_timeout, cfg.linger_bytes);
+    (reason, conn.served)
+}
+
+impl Conn<'_> {
+    fn run(&mut self) -> CloseReason {
+        loop {
+            match self.read_head() {
+                Ok(()) => {}
+                Err(Stop::Close(reason)) => return reason,
+                Err(Stop::Reject(e, reason)) => return self.reject(e, reason),
+            }
+            self.served += 1;
+            let framing = match framing::request_framing(&self.head, self.shared.config.max_body_bytes) {
+                Ok(f) => f,
+                Err(e) => return self.reject(e, CloseReason::BadRequest),
+            };
+            if let Some(reason) = self.exchange(framing) {
+                return reason;
+            }
+        }
+    }
+
+    /// Reads the next request head into `self.head`, waiting first (idle)
+    /// for its first byte, then for the rest within the header deadline.
+    fn read_head(&mut self) -> Result<(), Stop> {
+        let cfg = &self.shared.config;
+        let limits = cfg.head_limits();
+        self.parser.reset();
+        let mut deadline = None;
+        loop {
+            if self.io.rbuf.is_empty() {
+                self.wait_for_request()?;
+            }
+            // The header deadline runs from the first byte of the head, not
+            // per read: a client trickling bytes cannot extend it.
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
+            match self.parser.parse(self.io.rbuf.data(), &limits, &mut self.head) {
+                Ok(Some(len)) => {
+                    self.io.rbuf.consume(len);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Stop::Reject(e, CloseReason::BadRequest)),
+            }
+            match self.io.fill_by(deadline) {
+                Ok(0) => return Err(Stop::Close(CloseReason::Io)),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(Stop::Reject(RequestError::RequestTimeout, CloseReason::HeaderTimeout));
+                }
+                Err(_) => return Err(Stop::Close(CloseReason::Io)),
+            }
+        }
+    }
+
+    /// Waits, idle, for the first byte of the next request. While idle the
+    /// connection may be closed for eviction or shutdown: the server wakes
+    /// the blocked read by shutting down its read half.
+    fn wait_for_request(&mut self) -> Result<(), Stop> {
+        self.io.flush().map_err(|_| Stop::Close(CloseReason::Io))?;
+        self.io.rbuf.shrink_if_idle();
+        if !self.slot.enter_idle(self.shared) {
+            return Err(Stop::Close(self.slot.wake_reason()));
+        }
+        self.shared.emit(&Event::Idle { id: self.slot.id });
+        let r = self.io.fill(self.shared.config.idle_timeout);
+        if !self.slot.leave_idle() {
+            return Err(Stop::Close(self.slot.wake_reason()));
+        }
+        match r {
+            Ok(0) => Err(Stop::Close(CloseReason::ClientClosed)),
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Err(Stop::Close(CloseReason::IdleTimeout)),
+            Err(_) => Err(Stop::Close(CloseReason::Io)),
+        }
+    }
+
+    /// Queues the error response for `e`; the connection then closes.
+    fn reject(&mut self, e: RequestError, reason: CloseReason) -> CloseReason {
+        self.shared.emit(&Event::Refused { id: self.slot.id, error: e });
+        error_response(e).write_refusal(&mut self.io.wbuf);
+        reason
+    }
+
+    /// Runs the handler for the request in `self.head` and writes its
+    /// response. Returns why the connection must close, if it must.
+    fn exchange(&mut self, framing: RequestFraming) -> Option<CloseReason> {
+        let cfg = &self.shared.config;
+        let version = self.head.version;
+        let is_head = self.head.method == Method::Head;
+        let handler = self.handler;
+        let (outcome, failure, mut close) = {
+            let decoder = || ChunkedDecoder::new(cfg.max_body_bytes, cfg.head_limits());
+            let body = Body::new(&mut self.io, framing.body, decoder, framing.expect_continue, cfg.body_read_timeout);
+            let mut req = Request { head: &mut self.head, body, remote_addr: self.remote };
+            // A panicking handler costs its client a 500 and its connection,
+            // not the server.
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler(&mut req)));
+            let failure = req.body.failure();
+            let close = if failure.is_none() { settle_body(&mut req.body, cfg.max_drain_bytes) } else { None };
+            (outcome, failure, close)
+        };
+        let response = match (outcome, failure) {
+            // The client vanished mid-body: there is no one to answer.
+            (_, Some(Failure::Io)) => return Some(CloseReason::Io),
+            // The body broke its framing or limit, or stalled: the server
+            // answers the precise status, whatever the handler made of it.
+            (_, Some(Failure::Timeout)) => {
+                close = Some(CloseReason::BodyTimeout);
+                error_response(RequestError::RequestTimeout)
+            }
+            (_, Some(Failure::Rejected(e))) => {
+                close = Some(CloseReason::BadRequest);
+                error_response(e)
+            }
+            (Err(_), None) => {
+                close = Some(CloseReason::HandlerPanicked);
+                Response::text("Internal Server Error\n").with_status(500)
+            }
+            (Ok(r), None) => r,
+        };
+        let out = framing::response_framing(response.status_code(), response.body_len(), version);
+        let close = close
+            .or_else(|| (!framing.keep_alive).then_some(CloseReason::ClientRequestedClose))
+            .or_else(|| response.wants_close().then_some(CloseReason::HandlerRequestedClose))
+            .or_else(|| {
+                (out == ResponseFraming::CloseDelimited && !is_head).then_some(CloseReason::CloseDelimitedResponse)
+            })
+            .or_else(|| (self.served >= cfg.max_requests_per_connection).then_some(CloseReason::RequestLimit))
+            .or_else(|| self.shared.is_shutting_down().then_some(CloseReason::Shutdown));
+        let conn_field = match (close, version) {
+            (Some(_), _) => ConnectionField::Close,
+            (None, Version::Http11) => ConnectionField::None,
+            // RFC 9112 §9.3 / RFC 2068 §19.7.1: an HTTP/1.0 client that asked
+            // for keep-alive is told it got it, with hints of how long and
+            // how many more requests.
+            (None, Version::Http10) => ConnectionField::KeepAlive {
+                timeout_secs: cfg.idle_timeout.as_secs(),
+                max: cfg.max_requests_per_connection - self.served,
+            },
+        };
+        let status = response.status_code();
+        if let Err(reason) = self.write_response(response, out, conn_field, is_head) {
+            return Some(reason);
+        }
+        self.shared.count_request();
+        self.shared.emit(&Event::Request {
+            id: self.slot.id,
+            method: &self.head.method,
+            target: &self.head.target,
+            status,
+        });
+        close
+    }
+
+    /// Appends the response to the write buffer (flushing when it is full;
+    /// otherwise the flush happens before the next blocking read, so the
+    /// responses to pipelined requests go out together).
+    fn write_response(
+        &mut self,
+        response: Response,
+        framing: ResponseFraming,
+        conn: ConnectionField,
+        is_head: bool,
+    ) -> Result<(), CloseReason> {
+        response.write_head(framing, conn, &mut self.io.wbuf);
+        let io_failed = |_| CloseReason::Io;
+        // RFC 9110 §9.3.2: HEAD gets the head a GET would get, no body.
+        if is_head || framing == ResponseFraming::NoBody {
+            return self.io.flush_if_full().map_err(io_failed);
+        }
+        match response.content {
+            Content::Empty => {}
+            Content::Bytes(b) => self.io.write_body(&b).map_err(io_failed)?,
+            Content::Reader { reader, len } => copy_exact(&mut self.io, reader, len)?,
+            Content::Stream(write) => {
+                let mut w =
+                    BodyWriter { io: &mut self.io, chunked: framing == ResponseFraming::Chunked, failed: false };
+                match panic::catch_unwind(AssertUnwindSafe(|| write(&mut w))) {
+                    Ok(Ok(())) => w.finish().map_err(io_failed)?,
+                    Ok(Err(_)) if w.failed => return Err(CloseReason::Io),
+                    Ok(Err(_)) => return Err(CloseReason::ResponseBodyError),
+                    Err(_) => return Err(CloseReason::HandlerPanicked),
+                }
+            }
+        }
+        self.io.flush_if_full().map_err(io_failed)
+    }
+}
+
+/// After the handler: a body it left unread must be skipped before the next
+/// request can be parsed (SEED-NOTES §5). Returns a close reason if it
+/// cannot be skipped safely.
+fn settle_body(body: &mut Body<'_>, max_drain: u64) -> Option<CloseReason> {
+    if body.is_complete() {
+        return None;
+    }
+    // The client asked to wait for 100 Continue and never got it: it may
+    // send the body or not, and we cannot tell which; close unless the whole
+    // body is already here (RFC 9110 §10.1.1).
+    if body.continue_pending() && !body.rest_is_buffered() {
+        return Some(CloseReason::UnreadBody);
+    }
+    // Small remainders are read and discarded; large ones cost more than a
+    // new connection (Go's net/http makes the same trade).
+    if body.drain(max_drain) { None } else { Some(CloseReason::UnreadBody) }
+}
+
+/// The response the server sends for its own refusals: the status, a short
+/// text naming the rule (never the client's input), and `Connection: close`.
+fn error_response(e: RequestError) -> Response {
+    let mut text = String::with_capacity(64);
+    text.push_str(crate::response::reason_phrase(e.status()));
+    text.push_str(": ");
+    text.push_str(e.detail());
+    text.push('\n');
+    Response::text(text).with_status(e.status())
+}
+
+/// Copies exactly `len` bytes from `reader` into the response, and fails
+/// the connection if the reader has fewer or more.
+fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) -> Result<(), CloseReason> {
+    let mut left = len;
+    while left > 0 {
+        let start = io.wbuf.len();
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(COPY_CHUNK);
+        io.wbuf.resize(start + want, 0);
+        let read = reader.read(&mut io.wbuf[start..]);
+        let n = *read.as_ref().unwrap_or(&0);
+        io.wbuf.truncate(start + n);
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Short or failed: the head promised `len` bytes. Closing is the
+            // only way left to tell the client the body is incomplete.
+            Err(_) | Ok(0) => return Err(CloseReason::ResponseBodyError),
+            Ok(_) => {}
+        }
+        left -= n as u64;
+        io.flush_if_full().map_err(|_| CloseReason::Io)?;
+    }
+    // One byte more would be the start of a "next response" the client
+    // never asked for.
+    match reader.read(&mut [0u8; 1]) {
+        Ok(0) => Ok(()),
+        _ => Err(CloseReason::ResponseBodyError),
+    }
+}
+
+/// The writer handed to [`Response::stream`] bodies: chunked framing for
+/// HTTP/1.1, raw bytes (close-delimited) for HTTP/1.0.
+struct BodyWriter<'a> {
+    io: &'a mut Transport,
+    chunked: bool,
+    /// A socket write failed (as opposed to the body's own code failing).
+    failed: bool,
+}
+
+impl BodyWriter<'_> {
+    fn finish(self) -> io::Result<()> {
+        if self.chunked {
+            self.io.wbuf.extend_from_slice(chunked::LAST_CHUNK);
+        }
+        Ok(())
+    }
+
+    fn track<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+impl Write for BodyWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            // An empty chunk would be the last chunk.
+            return Ok(0);
+        }
+        if self.chunked {
+            chunked::encode_chunk_head(data.len(), &mut self.io.wbuf);
+        }
+        let r = self.io.write_body(data);
+        self.track(r)?;
+        if self.chunked {
+            self.io.wbuf.extend_from_slice(b"\r\n");
+        }
+        let r = self.io.flush_if_full();
+        self.track(r)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.io.flush();
+        self.track(r)
+    }
+}

@@ -1,0 +1,342 @@
+//! Message framing and persistence: how long a request body is
+//! (RFC 9112 §6.3), how a response is delimited, and whether the connection
+//! stays open (RFC 9112 §9.3). Pure functions over parsed heads.
+
+use crate::body::BodyLength;
+use crate::error::RequestError;
+use crate::headers::{Headers, trim_ows};
+use crate::request::{Method, RequestHead, Version};
+
+/// What the server learns from a request head before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestFraming {
+    pub body: BodyLength,
+    /// The client is willing to keep the connection open after this
+    /// exchange (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue` (HTTP/1.1 only).
+    pub expect_continue: bool,
+}
+
+/// Checks a complete request head and decides its framing. The order of
+/// the checks follows RFC 9112: Host (§3.2), then the target form (§3.2),
+/// then the body length (§6.3), then expectations (RFC 9110 §10.1.1).
+pub(crate) fn request_framing(head: &RequestHead, max_body: u64) -> Result<RequestFraming, RequestError> {
+    use RequestError::BadRequest as Bad;
+    if head.method == Method::Connect {
+        // Tunnels are out of scope: 501 rather than a 2xx that would promise one.
+        return Err(RequestError::NotImplemented);
+    }
+    check_host(&head.headers, head.version)?;
+    check_target_form(&head.target, &head.method)?;
+    let body = body_length(&head.headers, head.version)?;
+    if let BodyLength::Exact(n) = body {
+        if n > max_body {
+            // Refused before a byte of it is read, and with no 100 Continue.
+            return Err(RequestError::ContentTooLarge);
+        }
+    }
+    let expect_continue = match head.headers.get_bytes("expect") {
+        // RFC 9110 §10.1.1: a server MUST NOT send a 100 (Continue) to an
+        // HTTP/1.0 client; its expectation is ignored.
+        _ if head.version == Version::Http10 => false,
+        None => false,
+        Some(v) if trim_ows(v).eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => return Err(RequestError::ExpectationFailed),
+    };
+    if head.headers.get_all_bytes("expect").count() > 1 {
+        return Err(Bad("repeated Expect"));
+    }
+    Ok(RequestFraming { body, keep_alive: client_keeps_alive(&head.headers, head.version), expect_continue })
+}
+
+/// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0
+/// persists only with `Connection: keep-alive` (and no `close`).
+pub(crate) fn client_keeps_alive(headers: &Headers, version: Version) -> bool {
+    if headers.has_token("connection", "close") {
+        return false;
+    }
+    version == Version::Http11 || headers.has_token("connection", "keep-alive")
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+/// to any HTTP/1.1 request message that lacks a Host header field and to any
+/// request message that contains more than one Host header field line or a
+/// Host header field with an invalid field value."
+fn check_host(headers: &Headers, version: Version) -> Result<(), RequestError> {
+    use RequestError::BadRequest as Bad;
+    let mut hosts = headers.get_all_bytes("host");
+    match (hosts.next(), hosts.next()) {
+        (None, _) if version == Version::Http11 => Err(Bad("missing Host")),
+        (None, _) => Ok(()),
+        (Some(_), Some(_)) => Err(Bad("repeated Host")),
+        (Some(v), None) if is_valid_host(v) => Ok(()),
+        (Some(_), None) => Err(Bad("invalid Host")),
+    }
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an
+/// IP-literal in brackets or a reg-name (unreserved, pct-encoded,
+/// sub-delims), then optional digits. Empty is allowed (RFC 9112 §3.2:
+/// when the target has no authority).
+pub(crate) fn is_valid_host(v: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else { return false };
+        let literal = &rest[..close];
+        if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b":.vV".contains(&b)) {
+            return false;
+        }
+        (&b""[..], &rest[close + 1..])
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &b""[..]),
+        }
+    };
+    let reg_name_ok = host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit) && digits.len() <= 5,
+        _ => false,
+    };
+    reg_name_ok && port_ok
+}
+
+/// The request-target forms of RFC 9112 §3.2: origin-form (`/path?q`),
+/// absolute-form (`scheme:...`), asterisk-form (`*`, OPTIONS only).
+/// Authority-form belongs to CONNECT, which is refused earlier.
+fn check_target_form(target: &str, method: &Method) -> Result<(), RequestError> {
+    use RequestError::BadRequest as Bad;
+    let t = target.as_bytes();
+    if t.first() == Some(&b'/') {
+        return Ok(());
+    }
+    if t == b"*" {
+        return if *method == Method::Options { Ok(()) } else { Err(Bad("asterisk-form is for OPTIONS only")) };
+    }
+    // absolute-URI = scheme ":" hier-part; scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+    let scheme_len = t.iter().position(|&b| b == b':').unwrap_or(0);
+    let scheme = &t[..scheme_len];
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if scheme_ok { Ok(()) } else { Err(Bad("invalid request target")) }
+}
+
+/// The length of a request body, RFC 9112 §6.3, for requests:
+///
+/// 3. `Transfer-Encoding` and `Content-Length` together: rejected here
+///    (the RFC lets a server go by Transfer-Encoding, but a message with
+///    both is what request smuggling is made of, and it MUST close anyway).
+/// 4. `Transfer-Encoding` with chunked last: chunked. Chunked not last, or
+///    applied twice: 400. Any other coding: 501 (§6.1), as we decode only
+///    chunked. In HTTP/1.0 Transfer-Encoding is rejected: 1.0 has no chunked
+///    coding, so framing would be in doubt (§6.1).
+/// 5. `Content-Length`: exactly one field of plain digits. A list
+///    (`5, 5`) or repeated field is rejected even when the values agree,
+///    the strict choice RFC 9110 §8.6 allows; overflow is rejected.
+/// 6. Neither: no body.
+pub(crate) fn body_length(headers: &Headers, version: Version) -> Result<BodyLength, RequestError> {
+    use RequestError::BadRequest as Bad;
+    let has_te = headers.contains("transfer-encoding");
+    let mut lengths = headers.get_all_bytes("content-length");
+    let length = lengths.next();
+    if has_te {
+        if length.is_some() {
+            return Err(Bad("both Transfer-Encoding and Content-Length"));
+        }
+        if version == Version::Http10 {
+            return Err(Bad("Transfer-Encoding in HTTP/1.0"));
+        }
+        return transfer_coding(headers);
+    }
+    match length {
+        None => Ok(BodyLength::Exact(0)),
+        Some(_) if lengths.next().is_some() => Err(Bad("repeated Content-Length")),
+        Some(v) => parse_content_length(v).map(BodyLength::Exact).ok_or(Bad("invalid Content-Length")),
+    }
+}
+
+fn transfer_coding(headers: &Headers) -> Result<BodyLength, RequestError> {
+    use RequestError::BadRequest as Bad;
+    let codings: Vec<&[u8]> = headers.list("transfer-encoding").collect();
+    let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    match codings.last() {
+        Some(last) if chunked(last) => {}
+        // RFC 9112 §6.3: chunked not final → 400 and close.
+        _ => return Err(Bad("chunked is not the final transfer coding")),
+    }
+    if codings.iter().filter(|c| chunked(c)).count() > 1 {
+        // RFC 9112 §6.1: a sender MUST NOT apply chunked more than once.
+        return Err(Bad("chunked applied more than once"));
+    }
+    if codings.len() > 1 {
+        // gzip, deflate, ... before chunked: not implemented here.
+        return Err(RequestError::NotImplemented);
+    }
+    Ok(BodyLength::Chunked)
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6): no sign, no spaces inside,
+/// no list; `None` on overflow.
+pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ResponseFraming {
+    /// No body and no length field: 1xx, 204, 304 (RFC 9110 §6.4.1, §8.6).
+    NoBody,
+    /// `Content-Length: n` (for HEAD, the length a GET would get).
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (HTTP/1.1, unknown length).
+    Chunked,
+    /// Unknown length to an HTTP/1.0 client: the body ends when the
+    /// connection closes (RFC 9112 §6.3 rule 8).
+    CloseDelimited,
+}
+
+/// Decides a response's framing from its status, its body's length (`None`
+/// for a stream of unknown length) and the request's version.
+pub(crate) fn response_framing(status: u16, body_len: Option<u64>, version: Version) -> ResponseFraming {
+    if status < 200 || status == 204 || status == 304 {
+        return ResponseFraming::NoBody;
+    }
+    match (body_len, version) {
+        (Some(n), _) => ResponseFraming::Length(n),
+        (None, Version::Http11) => ResponseFraming::Chunked,
+        (None, Version::Http10) => ResponseFraming::CloseDelimited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: Version, fields: &[(&str, &str)]) -> RequestHead {
+        let mut h = RequestHead { target: "/".into(), version, ..Default::default() };
+        for (n, v) in fields {
+            h.headers.append(n, v);
+        }
+        h
+    }
+
+    fn framing(fields: &[(&str, &str)]) -> Result<RequestFraming, RequestError> {
+        let mut all = vec![("Host", "example.com")];
+        all.extend_from_slice(fields);
+        request_framing(&head(Version::Http11, &all), 1000)
+    }
+
+    fn status_of(fields: &[(&str, &str)]) -> u16 {
+        framing(fields).map_or_else(|e| e.status(), |_| 200)
+    }
+
+    #[test]
+    fn body_length_rules() {
+        assert_eq!(framing(&[]).unwrap().body, BodyLength::Exact(0));
+        assert_eq!(framing(&[("Content-Length", "42")]).unwrap().body, BodyLength::Exact(42));
+        assert_eq!(framing(&[("Content-Length", "007")]).unwrap().body, BodyLength::Exact(7));
+        assert_eq!(framing(&[("Transfer-Encoding", "chunked")]).unwrap().body, BodyLength::Chunked);
+        assert_eq!(framing(&[("Transfer-Encoding", "CHUNKED")]).unwrap().body, BodyLength::Chunked);
+        let table: &[(&[(&str, &str)], u16)] = &[
+            (&[("Content-Length", "+5")], 400),
+            (&[("Content-Length", "-5")], 400),
+            (&[("Content-Length", "0x5")], 400),
+            (&[("Content-Length", "5 5")], 400),
+            (&[("Content-Length", "5, 5")], 400),
+            (&[("Content-Length", "5"), ("Content-Length", "5")], 400),
+            (&[("Content-Length", "5"), ("Content-Length", "6")], 400),
+            (&[("Content-Length", "")], 400),
+            (&[("Content-Length", "18446744073709551616")], 400),
+            (&[("Content-Length", "1001")], 413),
+            (&[("Content-Length", "5"), ("Transfer-Encoding", "chunked")], 400),
+            (&[("Transfer-Encoding", "chunked, gzip")], 400),
+            (&[("Transfer-Encoding", "gzip")], 400),
+            (&[("Transfer-Encoding", "chunked, chunked")], 400),
+            (&[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")], 400),
+            (&[("Transfer-Encoding", "gzip, chunked")], 501),
+            (&[("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], 501),
+            (&[("Transfer-Encoding", "")], 400),
+            (&[("Expect", "100-continue")], 200),
+            (&[("Expect", "something-else")], 417),
+        ];
+        for (fields, status) in table {
+            assert_eq!(status_of(fields), *status, "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn http10_rules() {
+        let te = head(Version::Http10, &[("Transfer-Encoding", "chunked")]);
+        assert_eq!(request_framing(&te, 10).unwrap_err().status(), 400);
+        // Host is optional in 1.0, an Expect is ignored, persistence is opt-in.
+        let plain = request_framing(&head(Version::Http10, &[("Expect", "100-continue")]), 10).unwrap();
+        assert!(!plain.keep_alive && !plain.expect_continue);
+        let ka = request_framing(&head(Version::Http10, &[("Connection", "Keep-Alive")]), 10).unwrap();
+        assert!(ka.keep_alive);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(request_framing(&head(Version::Http11, &[]), 10).unwrap_err().status(), 400);
+        for (v, ok) in [
+            ("example.com", true),
+            ("example.com:8080", true),
+            ("127.0.0.1:1", true),
+            ("[::1]:80", true),
+            ("", true),
+            ("a b", false),
+            ("x:y", false),
+            ("x:123456", false),
+            ("[::1", false),
+            ("a/b", false),
+            ("a@b", false),
+        ] {
+            assert_eq!(is_valid_host(v.as_bytes()), ok, "{v:?}");
+        }
+        let two = head(Version::Http11, &[("Host", "a"), ("Host", "a")]);
+        assert_eq!(request_framing(&two, 10).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn connection_tokens_decide_persistence() {
+        assert!(framing(&[]).unwrap().keep_alive);
+        assert!(!framing(&[("Connection", "keep-alive, Close")]).unwrap().keep_alive);
+        assert!(!framing(&[("Connection", "x"), ("Connection", "close")]).unwrap().keep_alive);
+        assert!(framing(&[("Connection", "closed")]).unwrap().keep_alive);
+    }
+
+    #[test]
+    fn target_forms() {
+        let mut h = head(Version::Http11, &[("Host", "h")]);
+        for (method, target, ok) in [
+            (Method::Get, "/p", true),
+            (Method::Get, "http://h/p", true),
+            (Method::Options, "*", true),
+            (Method::Get, "*", false),
+            (Method::Get, "h:80", true),
+            (Method::Get, "p", false),
+            (Method::Get, "1http://h", false),
+        ] {
+            h.method = method;
+            h.target = target.into();
+            assert_eq!(request_framing(&h, 10).is_ok(), ok, "{target}");
+        }
+        h.method = Method::Connect;
+        h.target = "h:443".into();
+        assert_eq!(request_framing(&h, 10).unwrap_err().status(), 501);
+    }
+
+    #[test]
+    fn response_framing_rules() {
+        use ResponseFraming::*;
+        assert_eq!(response_framing(204, Some(0), Version::Http11), NoBody);
+        assert_eq!(response_framing(304, Some(10), Version::Http11), NoBody);
+        assert_eq!(response_framing(200, Some(10), Version::Http10), Length(10));
+        assert_eq!(response_framing(200, None, Version::Http11), Chunked);
+        assert_eq!(response_framing(200, None, Version::Http10), CloseDelimited);
+    }
+}

@@ -1,0 +1,476 @@
+//! The request head parser: request line and header fields (RFC 9112 §2–5).
+//!
+//! Sans-I/O: it is fed the bytes received so far and answers "need more",
+//! "complete, the head is N bytes long" or an error. It is a resumable state
+//! machine that looks at each byte once, however the bytes were split across
+//! reads (TCP delivers a stream, not messages: SEED-NOTES §1), so a client
+//! trickling one byte at a time costs linear time, not quadratic.
+//!
+//! It is strict, and rejects as soon as the bytes received can no longer
+//! begin a valid request: a TLS handshake sent to the plain-text port fails
+//! on its first byte (0x16 is not a method character) rather than waiting
+//! for a timeout. Choices where RFC 9112 allows several:
+//!
+//! * Every line must end in CRLF. A bare LF (§2.2 lets a recipient accept it)
+//!   and a bare CR are rejected: two parsers that disagree about line ends
+//!   disagree about where a message ends.
+//! * Empty lines before the request line are skipped (§2.2 says at least
+//!   one SHOULD be); they count towards the header section size limit.
+//! * Whitespace between the request line and the first field, obs-fold, and
+//!   whitespace between a field name and its colon are rejected (§2.2,
+//!   §5.1, §5.2).
+//! * The request target must be visible ASCII (RFC 3986 percent-encodes
+//!   everything else); field values may carry obs-text (0x80–0xFF).
+//! * The version must be exactly `HTTP/` DIGIT `.` DIGIT (§2.3).
+
+use crate::error::RequestError;
+use crate::headers::{is_field_vchar, is_tchar};
+use crate::request::{Method, RequestHead, Version};
+
+/// Bounds on the head, each answered with its own status.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    /// Longest request line (414 URI Too Long past it).
+    pub request_line: usize,
+    /// Longest head: request line, fields and the blank line (431).
+    pub head_bytes: usize,
+    /// Most header fields (431).
+    pub fields: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the request line; empty lines are skipped here.
+    Start,
+    /// Saw the CR of an empty line before the request line.
+    StartLf,
+    Method,
+    Target,
+    /// Index into `HTTP/x.y` being matched.
+    Version(u8),
+    RequestLineCr,
+    RequestLineLf,
+    /// At the start of a field line or of the final empty line.
+    LineStart,
+    Name,
+    /// Optional whitespace after the colon.
+    ValueOws,
+    Value,
+    FieldLf,
+    FinalLf,
+    Done,
+}
+
+/// A resumable parser for one request head. Call [`HeadParser::reset`]
+/// before each request.
+#[derive(Debug)]
+pub(crate) struct HeadParser {
+    state: State,
+    /// How many bytes of the head have been examined.
+    pos: usize,
+    /// Where the current token (method, target, name, value) started.
+    mark: usize,
+    /// Where the request line started (after skipped empty lines).
+    line_start: usize,
+    /// Start and end of the current field name.
+    name_start: usize,
+    name_end: usize,
+    /// Version digits as read.
+    version: [u8; 2],
+}
+
+const VERSION_PREFIX: &[u8; 8] = b"HTTP/x.y";
+
+impl Default for HeadParser {
+    fn default() -> HeadParser {
+        HeadParser::new()
+    }
+}
+
+impl HeadParser {
+    pub(crate) fn new() -> HeadParser {
+        HeadParser { state: State::Start, pos: 0, mark: 0, line_start: 0, name_start: 0, name_end: 0, version: [0; 2] }
+    }
+
+    /// Parses a field section alone, as in the trailer section of a chunked
+    /// body (RFC 9112 §7.1.2): the same rules as header fields.
+    pub(crate) fn parse_fields(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        fields: &mut RequestHead,
+    ) -> Result<Option<usize>, RequestError> {
+        if self.pos == 0 {
+            self.state = State::LineStart;
+        }
+        self.parse(buf, limits, fields)
+    }
+
+    /// Forgets the previous request: the next call to `parse` starts a new head.
+    pub(crate) fn reset(&mut self) {
+        *self = HeadParser::new();
+    }
+
+    /// Parses `buf`, which holds the head received so far from its first
+    /// byte on (it may hold more: the body or the next request). On success
+    /// returns the length of the head, and `head` holds the request line and
+    /// fields; `Ok(None)` means the bytes so far are a valid beginning and more
+    /// are needed. `buf` must begin at the same byte on every call.
+    pub(crate) fn parse(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        head: &mut RequestHead,
+    ) -> Result<Option<usize>, RequestError> {
+        if self.pos == 0 {
+            head.headers.clear();
+        }
+        while self.pos < buf.len() {
+            self.step(buf, head)?;
+            self.check_limits(limits, head)?;
+            if self.state == State::Done {
+                return Ok(Some(self.pos));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_limits(&self, limits: &HeadLimits, head: &RequestHead) -> Result<(), RequestError> {
+        let in_request_line = matches!(
+            self.state,
+            State::Method | State::Target | State::Version(_) | State::RequestLineCr | State::RequestLineLf
+        );
+        if in_request_line && self.pos - self.line_start > limits.request_line {
+            // RFC 9112 §3: a server that receives a request-target longer
+            // than any URI it wishes to parse MUST respond with 414.
+            return Err(RequestError::UriTooLong);
+        }
+        if self.pos > limits.head_bytes || head.headers.len() > limits.fields {
+            // RFC 6585 §5: 431 Request Header Fields Too Large.
+            return Err(RequestError::HeaderFieldsTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Advances over at least one byte of `buf[self.pos..]`.
+    fn step(&mut self, buf: &[u8], head: &mut RequestHead) -> Result<(), RequestError> {
+        use RequestError::BadRequest as Bad;
+        let b = buf[self.pos];
+        match self.state {
+            State::Start => match b {
+                b'\r' => self.state = State::StartLf,
+                _ if is_tchar(b) => {
+                    self.line_start = self.pos;
+                    self.mark = self.pos;
+                    self.state = State::Method;
+                }
+                b'\n' => return Err(Bad("bare LF")),
+                _ => return Err(Bad("invalid method character")),
+            },
+            State::StartLf => match b {
+                b'\n' => self.state = State::Start,
+                _ => return Err(Bad("bare CR")),
+            },
+            State::Method => {
+                let end = self.scan(buf, is_tchar);
+                if end == buf.len() {
+                    self.pos = end;
+                    return Ok(());
+                }
+                match buf[end] {
+                    // RFC 9112 §3: method SP request-target SP HTTP-version.
+                    b' ' => {
+                        head.method = Method::from_bytes(&buf[self.mark..end]);
+                        self.mark = end + 1;
+                        self.state = State::Target;
+                    }
+                    _ => return Err(Bad("invalid method character")),
+                }
+                self.pos = end;
+            }
+            State::Target => {
+                // Visible ASCII only; SP ends the target, so a second SP or a
+                // control character is an error.
+                let end = self.scan(buf, |c| matches!(c, 0x21..=0x7e));
+                if end == buf.len() {
+                    self.pos = end;
+                    return Ok(());
+                }
+                match buf[end] {
+                    b' ' if end > self.mark => {
+                        head.target.clear();
+                        // Visible ASCII, hence valid UTF-8.
+                        head.target.push_str(std::str::from_utf8(&buf[self.mark..end]).unwrap_or(""));
+                        self.state = State::Version(0);
+                    }
+                    b' ' => return Err(Bad("empty request target or extra space")),
+                    _ => return Err(Bad("invalid character in request target")),
+                }
+                self.pos = end;
+            }
+            State::Version(i) => {
+                let i = i as usize;
+                match (VERSION_PREFIX[i], b) {
+                    (b'x', b'0'..=b'9') => self.version[0] = b - b'0',
+                    (b'y', b'0'..=b'9') => self.version[1] = b - b'0',
+                    (expected, _) if expected == b && expected != b'x' && expected != b'y' => {}
+                    _ => return Err(Bad("malformed HTTP version")),
+                }
+                if i + 1 == VERSION_PREFIX.len() {
+                    self.state = State::RequestLineCr;
+                } else {
+                    self.state = State::Version(i as u8 + 1);
+                }
+            }
+            State::RequestLineCr => match b {
+                b'\r' => self.state = State::RequestLineLf,
+                b'\n' => return Err(Bad("bare LF")),
+                _ => return Err(Bad("malformed HTTP version")),
+            },
+            State::RequestLineLf => {
+                if b != b'\n' {
+                    return Err(Bad("bare CR"));
+                }
+                head.version = match self.version {
+                    // RFC 9110 §2.5, RFC 9112 §2.3: a higher minor version of
+                    // 1.x is answered as the highest we support, 1.1.
+                    [1, 0] => Version::Http10,
+                    [1, _] => Version::Http11,
+                    // Another major version: 505 HTTP Version Not Supported.
+                    _ => return Err(RequestError::VersionNotSupported),
+                };
+                self.state = State::LineStart;
+            }
+            State::LineStart => match b {
+                b'\r' => self.state = State::FinalLf,
+                _ if is_tchar(b) => {
+                    self.name_start = self.pos;
+                    self.state = State::Name;
+                }
+                // RFC 9112 §5.2: obs-fold is rejected with 400; §2.2: so is
+                // whitespace between the request line and the first field.
+                b' ' | b'\t' => return Err(Bad("obs-fold or leading whitespace in field line")),
+                b'\n' => return Err(Bad("bare LF")),
+                _ => return Err(Bad("invalid character in field name")),
+            },
+            State::Name => {
+                let end = self.scan(buf, is_tchar);
+                if end == buf.len() {
+                    self.pos = end;
+                    return Ok(());
+                }
+                match buf[end] {
+                    b':' => {
+                        self.name_end = end;
+                        self.state = State::ValueOws;
+                    }
+                    // RFC 9112 §5.1: no whitespace is allowed between the
+                    // field name and colon; a server MUST reject it with 400.
+                    b' ' | b'\t' => return Err(Bad("whitespace before colon")),
+                    _ => return Err(Bad("invalid character in field name")),
+                }
+                self.pos = end;
+            }
+            State::ValueOws => match b {
+                b' ' | b'\t' => {}
+                b'\r' => {
+                    self.mark = self.pos;
+                    self.state = State::FieldLf;
+                }
+                _ if is_field_vchar(b) => {
+                    self.mark = self.pos;
+                    self.state = State::Value;
+                }
+                _ => return Err(Bad("control character in field value")),
+            },
+            State::Value => {
+                let end = self.scan(buf, |c| is_field_vchar(c) || c == b' ' || c == b'\t');
+                if end == buf.len() {
+                    self.pos = end;
+                    return Ok(());
+                }
+                match buf[end] {
+                    b'\r' => self.state = State::FieldLf,
+                    b'\n' => return Err(Bad("bare LF")),
+                    // RFC 9110 §5.5: CR, LF and NUL (and other CTLs) are
+                    // invalid in field values; we reject rather than replace.
+                    _ => return Err(Bad("control character in field value")),
+                }
+                self.pos = end;
+            }
+            State::FieldLf => {
+                if b != b'\n' {
+                    return Err(Bad("bare CR"));
+                }
+                // The value runs from `mark` to the CR, less trailing OWS.
+                let cr = self.pos - 1;
+                let value = crate::headers::trim_ows(&buf[self.mark..cr]);
+                head.headers.push_unchecked(&buf[self.name_start..self.name_end], value);
+                self.state = State::LineStart;
+            }
+            State::FinalLf => {
+                if b != b'\n' {
+                    return Err(Bad("bare CR"));
+                }
+                self.state = State::Done;
+            }
+            State::Done => {}
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Index of the first byte at or after `self.pos` that fails `ok`.
+    fn scan(&self, buf: &[u8], ok: impl Fn(u8) -> bool) -> usize {
+        buf[self.pos..].iter().position(|&c| !ok(c)).map_or(buf.len(), |i| self.pos + i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits { request_line: 64, head_bytes: 256, fields: 4 };
+
+    fn parse_all(input: &[u8]) -> Result<Option<(usize, RequestHead)>, RequestError> {
+        let mut p = HeadParser::new();
+        let mut head = RequestHead::default();
+        Ok(p.parse(input, &LIMITS, &mut head)?.map(|n| (n, head)))
+    }
+
+    fn status(input: &[u8]) -> u16 {
+        match parse_all(input) {
+            Ok(Some(_)) => 200,
+            Ok(None) => 0,
+            Err(e) => e.status(),
+        }
+    }
+
+    #[test]
+    fn parses_a_head_and_stops_at_its_end() {
+        let input = b"POST /a?b HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Ws: \t v  a \t\r\n\r\nBODY";
+        let (n, head) = parse_all(input).unwrap().unwrap();
+        assert_eq!(&input[n..], b"BODY");
+        assert_eq!(head.method, Method::Post);
+        assert_eq!(head.target, "/a?b");
+        assert_eq!(head.version, Version::Http11);
+        let fields: Vec<(&str, &[u8])> = head.headers.iter().collect();
+        assert_eq!(fields, [("Host", &b"x"[..]), ("X-Empty", b""), ("X-Ws", b"v  a")]);
+    }
+
+    #[test]
+    fn same_result_at_every_split_point() {
+        let input = b"\r\nGET /p HTTP/1.0\r\nA: 1\r\nB: two words\r\n\r\nNEXT";
+        let (n, whole) = parse_all(input).unwrap().unwrap();
+        for split in 0..input.len() {
+            let mut p = HeadParser::new();
+            let mut head = RequestHead::default();
+            let first = p.parse(&input[..split], &LIMITS, &mut head).unwrap();
+            let len = match first {
+                Some(len) => len,
+                None => p.parse(input, &LIMITS, &mut head).unwrap().expect("complete"),
+            };
+            assert_eq!(len, n, "split {split}");
+            assert_eq!(format!("{:?}", head.headers), format!("{:?}", whole.headers));
+            assert_eq!((head.target.as_str(), head.version), ("/p", Version::Http10));
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_is_linear_and_complete() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut p = HeadParser::new();
+        let mut head = RequestHead::default();
+        for end in 1..input.len() {
+            assert_eq!(p.parse(&input[..end], &LIMITS, &mut head), Ok(None), "{end}");
+        }
+        assert_eq!(p.parse(input, &LIMITS, &mut head), Ok(Some(input.len())));
+    }
+
+    #[test]
+    fn rejects_by_rule() {
+        let table: &[(&[u8], u16)] = &[
+            // Request line (RFC 9112 §3).
+            (b"GET  / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1 \r\n\r\n", 400),
+            (b" GET / HTTP/1.1\r\n\r\n", 400),
+            (b"GET /\x7f HTTP/1.1\r\n\r\n", 400),
+            (b"GET /\x00 HTTP/1.1\r\n\r\n", 400),
+            (b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
+            (b"GET\t/ HTTP/1.1\r\n\r\n", 400),
+            (b"G@T / HTTP/1.1\r\n\r\n", 400),
+            (b"GET / http/1.1\r\n\r\n", 400),
+            (b"GET / HTTP/1.10\r\n\r\n", 400),
+            (b"GET / HTTP/1\r\n\r\n", 400),
+            (b"GET / HTTP/a.1\r\n\r\n", 400),
+            (b"GET /\r\n\r\n", 400),
+            (b"GET / HTTP/2.0\r\n\r\n", 505),
+            (b"GET / HTTP/0.9\r\n\r\n", 505),
+            // Line endings (§2.2).
+            (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400),
+            (b"GET / HTTP/1.1\rHost: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n", 400),
+            (b"\nGET / HTTP/1.1\r\n\r\n", 400),
+            // Field lines (§5).
+            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA: 1\r\n folded\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA: 1\r\n\tfolded\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA(b): 1\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n: empty\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA: nul\x00\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA: esc\x1b\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nA: del\x7f\r\n\r\n", 400),
+            // Limits.
+            (&[b"GET /".as_slice(), &[b'a'; 70], b" HTTP/1.1\r\n\r\n"].concat(), 414),
+            (&[b"GET / HTTP/1.1\r\nA: ".as_slice(), &[b'a'; 300], b"\r\n\r\n"].concat(), 431),
+            (b"GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\n\r\n", 431),
+        ];
+        for (input, expected) in table {
+            assert_eq!(status(input), *expected, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn accepts_what_the_rfc_allows() {
+        for ok in [
+            &b"GET / HTTP/1.1\r\nA: obs-text \x80\xff\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nA:\tb\t\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"M-SEARCH * HTTP/1.1\r\n\r\n",
+            b"GET /%7E?q=a/b:c@d!$&'()*+,;= HTTP/1.9\r\n\r\n",
+        ] {
+            assert_eq!(status(ok), 200, "{:?}", String::from_utf8_lossy(ok));
+        }
+    }
+
+    #[test]
+    fn rejects_at_the_first_impossible_byte() {
+        // A TLS ClientHello starts 0x16 0x03: not a method character.
+        assert_eq!(status(b"\x16\x03\x01\x02\x00\x01"), 400);
+        // Each of these is incomplete but already invalid.
+        for prefix in [&b"GET /a\x01"[..], b"GET / HTTX", b"GET / HTTP/1.1\r\nBad Name", b"GET / HTTP/1.1\r\n "] {
+            assert_eq!(status(prefix), 400, "{:?}", String::from_utf8_lossy(prefix));
+        }
+        // Incomplete and still valid: no answer yet.
+        for prefix in [&b"G"[..], b"GET / HTTP/1.", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\r\n"] {
+            assert_eq!(status(prefix), 0, "{:?}", String::from_utf8_lossy(prefix));
+        }
+        // The request line limit applies before the line ends.
+        assert_eq!(status(&[b"GET /".as_slice(), &[b'a'; 70]].concat()), 414);
+    }
+
+    #[test]
+    fn trailer_sections_parse_as_fields() {
+        let mut p = HeadParser::new();
+        let mut head = RequestHead::default();
+        assert_eq!(p.parse_fields(b"\r\nrest", &LIMITS, &mut head), Ok(Some(2)));
+        p.reset();
+        assert_eq!(p.parse_fields(b"X: 1\r\n\r\n", &LIMITS, &mut head), Ok(Some(8)));
+        assert_eq!(head.headers.get("x"), Some("1"));
+    }
+}

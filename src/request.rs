@@ -1,0 +1,248 @@
+//! The request a handler sees: method, target, version, header fields, the
+//! peer's address and the body as a [`std::io::Read`].
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use crate::body::Body;
+use crate::headers::Headers;
+
+/// The request method (RFC 9110 §9). Methods are case-sensitive: `get` is
+/// not `GET`, and arrives as [`Method::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Method {
+    /// `GET`
+    #[default]
+    Get,
+    /// `HEAD`: answered with the head a `GET` would get, and no body.
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `CONNECT`: the server answers 501 (it offers no tunnels).
+    Connect,
+    /// `OPTIONS`
+    Options,
+    /// `TRACE`
+    Trace,
+    /// `PATCH` (RFC 5789)
+    Patch,
+    /// Any other token.
+    Other(String),
+}
+
+impl Method {
+    pub(crate) fn from_bytes(b: &[u8]) -> Method {
+        match b {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"CONNECT" => Method::Connect,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            // The parser only passes tokens: ASCII.
+            other => Method::Other(String::from_utf8_lossy(other).into_owned()),
+        }
+    }
+
+    /// The method as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other(s) => s,
+        }
+    }
+
+    /// Idempotent methods (RFC 9110 §9.2.2) are the ones a client may
+    /// safely retry when a persistent connection closes under it
+    /// (RFC 9112 §9.3.1): GET, HEAD, PUT, DELETE, OPTIONS, TRACE.
+    /// POST and PATCH are not.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(self, Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol version of a request. `HTTP/1.2` and higher 1.x minors are
+/// served as 1.1 (RFC 9110 §6.2); other majors get 505.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Version {
+    /// HTTP/1.0: a connection persists only if the client asks with
+    /// `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: a connection persists unless either side says `close`.
+    #[default]
+    Http11,
+}
+
+impl Version {
+    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The parsed request line and header section. The connection keeps one and
+/// refills it for every request, so its storage is reused.
+#[derive(Debug, Default)]
+pub(crate) struct RequestHead {
+    pub method: Method,
+    pub target: String,
+    pub version: Version,
+    pub headers: Headers,
+}
+
+/// An HTTP request, handed to the handler as `&mut Request`.
+///
+/// The body is read through [`Request::body`] (a [`std::io::Read`]); it
+/// decodes `Content-Length` or chunked framing, enforces the body limit,
+/// and sends `100 Continue` on the first read if the client asked for it.
+/// A handler need not read the body: the server discards what is left when
+/// it is small, or closes the connection when it is not, so the next
+/// pipelined request is never confused with it.
+pub struct Request<'c> {
+    pub(crate) head: &'c mut RequestHead,
+    pub(crate) body: Body<'c>,
+    pub(crate) remote_addr: SocketAddr,
+}
+
+impl<'c> Request<'c> {
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    /// The request target exactly as received: origin form (`/a?b`),
+    /// absolute form (`http://host/a`), or `*` (with OPTIONS).
+    pub fn target(&self) -> &str {
+        &self.head.target
+    }
+
+    /// The path of the target, without the query (`/a` for `/a?b`, and for
+    /// `http://host/a?b`; `*` for the asterisk form). Not percent-decoded.
+    pub fn path(&self) -> &str {
+        split_target(&self.head.target).0
+    }
+
+    /// The query of the target, without the `?`, if there is one.
+    pub fn query(&self) -> Option<&str> {
+        split_target(&self.head.target).1
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+
+    /// The header fields, in the order received.
+    pub fn headers(&self) -> &Headers {
+        &self.head.headers
+    }
+
+    /// The first value of the header field `name`, if present (and UTF-8).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name)
+    }
+
+    /// The address of the client.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote_addr
+    }
+
+    /// The request body, as a reader.
+    pub fn body(&mut self) -> &mut Body<'c> {
+        &mut self.body
+    }
+
+    /// Reads the whole body into a `Vec`. The body limit of the server
+    /// bounds it.
+    pub fn read_body(&mut self) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.body.read_to_end(&mut v)?;
+        Ok(v)
+    }
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.head.method)
+            .field("target", &self.head.target)
+            .field("version", &self.head.version)
+            .field("headers", &self.head.headers)
+            .field("remote_addr", &self.remote_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits a request target into path and query (RFC 9112 §3.2). For the
+/// absolute form the scheme and authority are skipped first.
+pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
+    let rest = match target.find("://") {
+        Some(i) if !target.starts_with('/') => {
+            let after = &target[i + 3..];
+            match after.find(['/', '?']) {
+                Some(j) => &after[j..],
+                None => "",
+            }
+        }
+        _ => target,
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        assert_eq!(split_target("/a/b?x=1&y"), ("/a/b", Some("x=1&y")));
+        assert_eq!(split_target("/"), ("/", None));
+        assert_eq!(split_target("http://h:80/p?q"), ("/p", Some("q")));
+        assert_eq!(split_target("http://h"), ("/", None));
+        assert_eq!(split_target("http://h?q"), ("/", Some("q")));
+        assert_eq!(split_target("/a?b=http://x"), ("/a", Some("b=http://x")));
+        assert_eq!(split_target("*"), ("*", None));
+    }
+
+    #[test]
+    fn methods_are_case_sensitive() {
+        assert_eq!(Method::from_bytes(b"GET"), Method::Get);
+        assert_eq!(Method::from_bytes(b"get"), Method::Other("get".into()));
+        assert!(Method::Put.is_idempotent() && !Method::Post.is_idempotent());
+    }
+}

@@ -1,0 +1,371 @@
+//! The response a handler returns, and how its head is written.
+//!
+//! The handler chooses the status, the fields and the body; the server
+//! owns the framing fields (`Content-Length`, `Transfer-Encoding`) and the
+//! connection fields (`Connection`, `Keep-Alive`), which it derives from the
+//! body and the connection's state (RFC 9112 §6, §9), and it adds `Date`
+//! (RFC 9110 §6.6.1) unless the handler set one.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use crate::date;
+use crate::framing::ResponseFraming;
+use crate::headers::Headers;
+
+/// A function that writes a streamed body.
+type StreamFn = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
+
+/// The body of a response.
+pub(crate) enum Content {
+    Empty,
+    Bytes(Cow<'static, [u8]>),
+    Reader { reader: Box<dyn Read + Send>, len: u64 },
+    Stream(StreamFn),
+}
+
+/// An HTTP response.
+///
+/// ```
+/// use h1serve::Response;
+/// let r = Response::text("not here\n").with_status(404).with_header("Cache-Control", "no-store");
+/// assert_eq!(r.status_code(), 404);
+/// assert_eq!(r.headers().get("content-type"), Some("text/plain; charset=utf-8"));
+/// assert_eq!(r.body_len(), Some(9));
+/// ```
+pub struct Response {
+    status: u16,
+    headers: Headers,
+    pub(crate) content: Content,
+}
+
+impl Response {
+    /// A response with this status and an empty body.
+    ///
+    /// # Panics
+    /// If `code` is not a final status, 200 to 599: a 1xx is an interim
+    /// response and cannot end an exchange (RFC 9110 §15.2); the server
+    /// sends `100 Continue` itself.
+    pub fn status(code: u16) -> Response {
+        Response { status: check_status(code), headers: Headers::new(), content: Content::Empty }
+    }
+
+    /// 200 with a `text/plain; charset=utf-8` body.
+    pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
+        let bytes = match body.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        Response::bytes(bytes).with_header("Content-Type", "text/plain; charset=utf-8")
+    }
+
+    /// 200 with a `text/html; charset=utf-8` body.
+    pub fn html(body: impl Into<Cow<'static, str>>) -> Response {
+        Response::text(body).with_header_replaced("Content-Type", "text/html; charset=utf-8")
+    }
+
+    /// 200 with a body of bytes, and no `Content-Type` (add one with
+    /// [`Response::with_header`]).
+    pub fn bytes(body: impl Into<Cow<'static, [u8]>>) -> Response {
+        Response { status: 200, headers: Headers::new(), content: Content::Bytes(body.into()) }
+    }
+
+    /// 200 with a body of exactly `len` bytes read from `reader`, sent with
+    /// `Content-Length: len` without holding the body in memory. If the
+    /// reader ends early, fails, or has more than `len` bytes, the
+    /// connection is closed rather than send a message whose length is
+    /// wrong (RFC 9112 §6.3: a short body would be read as truncated, a long
+    /// one as the start of the next response).
+    pub fn from_reader(reader: impl Read + Send + 'static, len: u64) -> Response {
+        Response { status: 200, headers: Headers::new(), content: Content::Reader { reader: Box::new(reader), len } }
+    }
+
+    /// 200 with a body of unknown length, written by `write` after the head:
+    /// chunked to HTTP/1.1 clients, delimited by closing the connection to
+    /// HTTP/1.0 clients. Writes are buffered; call `flush` on the writer to
+    /// push what was written so far to the client. Not called for HEAD
+    /// requests or for 204/304 responses.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let r = h1serve::Response::stream(|w| {
+    ///     for i in 0..3 {
+    ///         writeln!(w, "line {i}")?;
+    ///         w.flush()?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// assert_eq!(r.body_len(), None);
+    /// ```
+    pub fn stream(write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static) -> Response {
+        Response { status: 200, headers: Headers::new(), content: Content::Stream(Box::new(write)) }
+    }
+
+    /// Sets the status.
+    ///
+    /// # Panics
+    /// As [`Response::status`], for codes outside 200–599.
+    pub fn with_status(mut self, code: u16) -> Response {
+        self.status = check_status(code);
+        self
+    }
+
+    /// Appends a header field.
+    ///
+    /// # Panics
+    /// If the name is not a token or the value holds control characters
+    /// (see [`Headers::append`]).
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
+        self.headers.append(name, value);
+        self
+    }
+
+    fn with_header_replaced(mut self, name: &str, value: &str) -> Response {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// The status code.
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+
+    /// The header fields set so far.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to change. `Content-Length` and
+    /// `Transfer-Encoding` set here are ignored: the server frames the body
+    /// itself. `Connection: close` makes the server close after sending.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The body's length, if known (`None` for [`Response::stream`]).
+    pub fn body_len(&self) -> Option<u64> {
+        match &self.content {
+            Content::Empty => Some(0),
+            Content::Bytes(b) => Some(b.len() as u64),
+            Content::Reader { len, .. } => Some(*len),
+            Content::Stream(_) => None,
+        }
+    }
+
+    /// True if the handler asked to close the connection.
+    pub(crate) fn wants_close(&self) -> bool {
+        self.headers.has_token("connection", "close")
+    }
+
+    /// Writes a whole response with an in-memory body and
+    /// `Connection: close`: the server's own refusals.
+    pub(crate) fn write_refusal(&self, out: &mut Vec<u8>) {
+        self.write_head(ResponseFraming::Length(self.body_len().unwrap_or(0)), ConnectionField::Close, out);
+        if let Content::Bytes(b) = &self.content {
+            out.extend_from_slice(b);
+        }
+    }
+
+    /// Writes the status line and header section to `out`.
+    pub(crate) fn write_head(&self, framing: ResponseFraming, conn: ConnectionField, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(reason_phrase(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if !self.headers.contains("date") {
+            out.extend_from_slice(b"Date: ");
+            out.extend_from_slice(&date::now());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in self.headers.iter() {
+            if is_server_owned(name) {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        match framing {
+            ResponseFraming::Length(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+            ResponseFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            ResponseFraming::NoBody | ResponseFraming::CloseDelimited => {}
+        }
+        match conn {
+            ConnectionField::None => {}
+            ConnectionField::Close => out.extend_from_slice(b"Connection: close\r\n"),
+            ConnectionField::KeepAlive { timeout_secs, max } => {
+                out.extend_from_slice(b"Connection: keep-alive\r\nKeep-Alive: timeout=");
+                push_decimal(out, timeout_secs);
+                out.extend_from_slice(b", max=");
+                push_decimal(out, max);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The connection fields of a response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionField {
+    /// HTTP/1.1 keep-alive: the default needs no field.
+    None,
+    /// `Connection: close`: this is the last response on the connection.
+    Close,
+    /// HTTP/1.0 keep-alive: `Connection: keep-alive` and the hints
+    /// `Keep-Alive: timeout=, max=` (RFC 2068 §19.7.1.1).
+    KeepAlive { timeout_secs: u64, max: u64 },
+}
+
+/// Fields the server writes itself.
+fn is_server_owned(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "keep-alive"].iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn check_status(code: u16) -> u16 {
+    assert!((200..=599).contains(&code), "status {code} is not a final status (200-599)");
+    code
+}
+
+/// Appends `n` in decimal without going through `fmt`.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// The reason phrase of RFC 9110 §15 (empty for codes it does not name:
+/// clients must ignore it anyway, RFC 9112 §4).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body_len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(r: &Response, framing: ResponseFraming, conn: ConnectionField) -> String {
+        let mut out = Vec::new();
+        r.write_head(framing, conn, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn head_has_status_date_fields_framing_and_blank_line() {
+        let r = Response::text("hi").with_header("X-A", "1");
+        let h = head_of(&r, ResponseFraming::Length(2), ConnectionField::None);
+        assert!(h.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{h}");
+        assert!(
+            h.ends_with("\r\nContent-Type: text/plain; charset=utf-8\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn server_owns_framing_and_connection_fields() {
+        let r = Response::status(204)
+            .with_header("Content-Length", "99")
+            .with_header("Transfer-Encoding", "gzip")
+            .with_header("Connection", "close")
+            .with_header("Date", "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(r.wants_close());
+        let h = head_of(&r, ResponseFraming::NoBody, ConnectionField::Close);
+        assert_eq!(h, "HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn keep_alive_hints_and_unknown_reasons() {
+        let r = Response::status(599);
+        let h = head_of(&r, ResponseFraming::Chunked, ConnectionField::KeepAlive { timeout_secs: 5, max: 99 });
+        assert!(h.starts_with("HTTP/1.1 599 \r\n"));
+        assert!(h.ends_with(
+            "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5, max=99\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "not a final status")]
+    fn interim_status_is_refused() {
+        let _ = Response::status(101);
+    }
+
+    #[test]
+    fn decimal_digits() {
+        let mut v = Vec::new();
+        for n in [0, 7, 10, 12345, u64::MAX] {
+            v.clear();
+            push_decimal(&mut v, n);
+            assert_eq!(v, n.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! The listener: accepting connections, the connection cap, one thread per
+//! connection, shutdown, events and counters.
+//!
+//! Each accepted connection gets a slot in a registry (a clone of its
+//! socket plus its state: busy, idle, or being closed) and a thread. At the
+//! cap, the connection idle the longest is closed to make room (the close a
+//! keep-alive client must expect anyway, RFC 9112 §9.3.1); when none is
+//! idle, the newcomer gets 503 from the accept loop itself, with no thread.
+//! A thread blocked reading an idle connection is woken by shutting down
+//! the read half of its socket through the registry's clone.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::{Builder, Config};
+use crate::conn::{self, Handler};
+use crate::error::{CloseReason, RequestError};
+use crate::request::{Method, Request};
+use crate::response::Response;
+
+/// How long a parked thread waits for a new connection before it exits.
+const PARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused (503) connection is drained before it is dropped.
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
+/// Most refused connections lingering at once; past it they are dropped.
+const REFUSED_MAX: usize = 1024;
+
+/// Something that happened to a connection, passed to the hook set with
+/// [`Builder::on_event`]. `id` numbers connections from 1.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A connection was accepted and given a thread.
+    Opened {
+        /// Connection number.
+        id: u64,
+        /// The client's address.
+        remote: SocketAddr,
+    },
+    /// A response was written.
+    Request {
+        /// Connection number.
+        id: u64,
+        /// The request method.
+        method: &'a Method,
+        /// The request target.
+        target: &'a str,
+        /// The response status.
+        status: u16,
+    },
+    /// The server refused a request itself, with this error's status.
+    Refused {
+        /// Connection number.
+        id: u64,
+        /// What was wrong.
+        error: RequestError,
+    },
+    /// The connection went idle, waiting for its next request.
+    Idle {
+        /// Connection number.
+        id: u64,
+    },
+    /// The connection closed.
+    Closed {
+        /// Connection number.
+        id: u64,
+        /// Why.
+        reason: CloseReason,
+        /// Requests read on it.
+        requests: u64,
+    },
+    /// A connection arrived at the cap with every connection busy, and got
+    /// 503 without a thread.
+    OverCapacity {
+        /// The client's address.
+        remote: SocketAddr,
+    },
+}
+
+/// A snapshot of the server's counters, from [`Handle::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open (each with its thread), idle or busy.
+    pub open: usize,
+    /// Open connections waiting for their next request.
+    pub idle: usize,
+    /// Open connections reading a request, running a handler, writing a
+    /// response, or closing.
+    pub busy: usize,
+    /// Connections accepted since start (including those refused).
+    pub accepted: u64,
+    /// Responses written since start.
+    pub requests: u64,
+    /// Connections refused with 503 at the cap.
+    pub over_capacity: u64,
+    /// Threads alive for connections, serving or parked.
+    pub threads: usize,
+    /// Of those, parked waiting for a connection.
+    pub parked: usize,
+    closes: [u64; CloseReason::ALL.len()],
+}
+
+impl Stats {
+    /// Connections closed for `reason` since start.
+    pub fn closes(&self, reason: CloseReason) -> u64 {
+        self.closes[reason.index()]
+    }
+
+    /// Connections closed since start, for any reason.
+    pub fn closed(&self) -> u64 {
+        self.closes.iter().sum()
+    }
+}
+
+/// A bound server, ready to [`serve`](Server::serve).
+///
+/// ```no_run
+/// use h1serve::{Response, Server};
+/// let server = Server::bind("127.0.0.1:8080")?;
+/// println!("listening on http://{}", server.local_addr());
+/// server.serve(|req| Response::text(format!("you asked for {}\n", req.path())))
+/// # ; Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// Controls a server from other threads: stop it, read its counters.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// A server serving on a background thread, from [`Server::spawn`].
+/// Dropping it shuts the server down and waits for it.
+///
+/// ```
+/// use h1serve::{Response, Server};
+/// let running = Server::bind("127.0.0.1:0")?.spawn(|_req| Response::text("hi\n"))?;
+/// let addr = running.local_addr();
+/// # let mut s = std::net::TcpStream::connect(addr)?;
+/// # use std::io::{Read, Write};
+/// # s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// # let mut out = String::new();
+/// # s.read_to_string(&mut out)?;
+/// # assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("\r\n\r\nhi\n"));
+/// running.shutdown()?; // or just drop it
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Running {
+    handle: Handle,
+    thread: Option<thread::JoinHandle<io::Result<()>>>,
+}
+
+/// State shared by the accept loop, the connection threads and handles.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    local_addr: SocketAddr,
+    shutting_down: AtomicBool,
+    registry: Mutex<Registry>,
+    /// Signalled when a connection closes.
+    closed: Condvar,
+    started: Instant,
+    accepted: AtomicU64,
+    requests: AtomicU64,
+    over_capacity: AtomicU64,
+    closes: [AtomicU64; CloseReason::ALL.len()],
+    pool: Mutex<Pool>,
+    /// Signalled when a job is queued for a parked thread, or at shutdown.
+    job_ready: Condvar,
+    threads: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Registry {
+    slots: HashMap<u64, Arc<Slot>>,
+    next_id: u64,
+    /// Slots closed by eviction whose threads have not ended yet: they no
+    /// longer count against the cap.
+    evicting: usize,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Parked threads not yet promised a job.
+    parked: usize,
+    jobs: VecDeque<Job>,
+}
+
+/// A connection handed to a thread.
+struct Job {
+    stream: TcpStream,
+    remote: SocketAddr,
+    slot: Arc<Slot>,
+}
+
+const BUSY: u8 = 0;
+const IDLE: u8 = 1;
+const EVICTED: u8 = 2;
+const SHUTDOWN: u8 = 3;
+
+/// A connection's entry in the registry.
+pub(crate) struct Slot {
+    pub(crate) id: u64,
+    /// BUSY and IDLE are set by the connection's thread; EVICTED and
+    /// SHUTDOWN by whoever closes it, only from IDLE, by compare-and-swap,
+    /// so a connection is never closed while it is handling a request.
+    state: AtomicU8,
+    /// Milliseconds since server start when it last went idle.
+    idle_since: AtomicU64,
+    /// A clone of the connection's socket, to wake its blocked read.
+    stream: TcpStream,
+}
+
+impl Slot {
+    /// Marks the connection idle. False if the server is shutting down, in
+    /// which case it is now marked closed instead.
+    pub(crate) fn enter_idle(&self, shared: &Shared) -> bool {
+        self.idle_since.store(shared.millis(), SeqCst);
+        self.state.store(IDLE, SeqCst);
+        // Checked after the store: a shutdown that started before it is seen
+        // here, one that starts after it sees IDLE and wakes us.
+        if shared.is_shutting_down() {
+            let _ = self.state.compare_exchange(IDLE, SHUTDOWN, SeqCst, SeqCst);
+        }
+        self.state.load(SeqCst) == IDLE
+    }
+
+    /// Marks the connection busy. False if it was closed while idle.
+    pub(crate) fn leave_idle(&self) -> bool {
+        self.state.compare_exchange(IDLE, BUSY, SeqCst, SeqCst).is_ok()
+    }
+
+    /// Why the connection was closed while idle.
+    pub(crate) fn wake_reason(&self) -> CloseReason {
+        match self.state.load(SeqCst) {
+            EVICTED => CloseReason::Evicted,
+            _ => CloseReason::Shutdown,
+        }
+    }
+
+    /// Closes the connection if it is idle: marks it, then shuts down its
+    /// read half so that its thread's blocked read returns at once.
+    fn close_if_idle(&self, why: u8) -> bool {
+        let closed = self.state.compare_exchange(IDLE, why, SeqCst, SeqCst).is_ok();
+        if closed {
+            let _ = self.stream.shutdown(Shutdown::Read);
+        }
+        closed
+    }
+}
+
+impl Server {
+    /// A builder with the default limits and timeouts.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Binds with the default configuration.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Server> {
+        Builder::default().bind(addr)
+    }
+
+    pub(crate) fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            local_addr,
+            shutting_down: AtomicBool::new(false),
+            registry: Mutex::new(Registry { next_id: 1, ..Registry::default() }),
+            closed: Condvar::new(),
+            started: Instant::now(),
+            accepted: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            over_capacity: AtomicU64::new(0),
+            closes: Default::default(),
+            pool: Mutex::new(Pool::default()),
+            job_ready: Condvar::new(),
+            threads: AtomicUsize::new(0),
+        });
+        Ok(Server { listener, shared })
+    }
+
+    /// The address the server listens on (with the real port when bound to
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// A handle to stop the server and read its counters from elsewhere.
+    pub fn handle(&self) -> Handle {
+        Handle { shared: self.shared.clone() }
+    }
+
+    /// Serves connections on this thread until [`Handle::shutdown`]; then
+    /// waits for in-flight requests (up to the shutdown timeout) and
+    /// returns.
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+    {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let mut refused = Refused::default();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = self.listener.accept();
+            if self.shared.is_shutting_down() {
+                break;
+            }
+            let (stream, remote) = match accepted {
+                Ok(pair) => pair,
+                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => continue,
+                Err(_) => {
+                    // Out of file descriptors or memory: wait for some to be
+                    // released instead of spinning (as Go's net/http does).
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(5);
+            self.shared.accepted.fetch_add(1, SeqCst);
+            let Some(slot) = self.shared.admit(&stream) else {
+                self.shared.over_capacity.fetch_add(1, SeqCst);
+                self.shared.emit(&Event::OverCapacity { remote });
+                refused.refuse(stream, &self.shared.config);
+                continue;
+            };
+            if let Err(job) = self.shared.dispatch(Job { stream, remote, slot }, &handler) {
+                // No thread could be made (resource exhaustion): refuse this
+                // one connection, keep serving the others.
+                self.shared.release(&job.slot, CloseReason::Io, 0);
+                refused.refuse(job.stream, &self.shared.config);
+            }
+        }
+        self.shared.finish_shutdown();
+        Ok(())
+    }
+
+    /// Serves on a new thread; returns at once with a [`Running`] that can
+    /// stop it.
+    pub fn spawn<H>(self, handler: H) -> io::Result<Running>
+    where
+        H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+    {
+        let handle = self.handle();
+        let thread = thread::Builder::new().name("h1serve-accept".into()).spawn(move || self.serve(handler))?;
+        Ok(Running { handle, thread: Some(thread) })
+    }
+}
+
+impl Handle {
+    /// Begins a graceful shutdown and returns at once: the server stops
+    /// accepting, closes idle connections now (waking their threads), lets
+    /// busy ones finish their current request (answered with
+    /// `Connection: close`) until the shutdown timeout, then closes what
+    /// is left; `serve` returns after that. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        let shared = &self.shared;
+        if shared.shutting_down.swap(true, SeqCst) {
+            return;
+        }
+        // Wake the accept loop by connecting to it.
+        let mut wake = shared.local_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        for slot in shared.lock_registry().slots.values() {
+            slot.close_if_idle(SHUTDOWN);
+        }
+        shared.job_ready.notify_all();
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Waits until `ready(&stats)` holds or `timeout` passes; returns whether
+    /// it held. Wakes on every connection close and re-checks at least every
+    /// few milliseconds for other changes (such as a connection going idle).
+    pub fn wait_until(&self, timeout: Duration, mut ready: impl FnMut(&Stats) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if ready(&self.stats()) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let guard = self.shared.lock_registry();
+            let _ = self.shared.closed.wait_timeout(guard, left.min(Duration::from_millis(5)));
+        }
+    }
+}
+
+impl Running {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// A handle to the server.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Shuts the server down (see [`Handle::shutdown`]) and waits for
+    /// `serve` to return.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.join_thread()
+    }
+
+    /// Waits for the server to stop (after a [`Handle::shutdown`] elsewhere).
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_thread()
+    }
+
+    fn join_thread(&mut self) -> io::Result<()> {
+        match self.thread.take().map(thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.shutdown();
+            let _ = self.join_thread();
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(SeqCst)
+    }
+
+    fn millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn emit(&self, event: &Event<'_>) {
+        if let Some(hook) = &self.config.on_event {
+            hook(event);
+        }
+    }
+
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, SeqCst);
+    }
+
+    fn lock_registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the map inconsistent
+        // (each critical section is a single insert, remove or scan).
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives a new connection a slot, evicting the longest-idle connection
+    /// at the cap; `None` when every connection is busy.
+    fn admit(&self, stream: &TcpStream) -> Option<Arc<Slot>> {
+        let clone = stream.try_clone().ok()?;
+        let mut reg = self.lock_registry();
+        if reg.slots.len() - reg.evicting >= self.config.max_connections {
+            let mut idle: Vec<&Arc<Slot>> = reg.slots.values().filter(|s| s.state.load(SeqCst) == IDLE).collect();
+            idle.sort_by_key(|s| s.idle_since.load(SeqCst));
+            // The first that is still idle when we try (one may have just
+            // received a request) is closed; its slot goes to the newcomer.
+            if !idle.iter().any(|s| s.close_if_idle(EVICTED)) {
+                return None;
+            }
+            reg.evicting += 1;
+        }
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let slot = Arc::new(Slot { id, state: AtomicU8::new(BUSY), idle_since: AtomicU64::new(0), stream: clone });
+        reg.slots.insert(id, slot.clone());
+        Some(slot)
+    }
+
+    /// Removes a connection's slot and counts its close.
+    fn release(&self, slot: &Slot, reason: CloseReason, requests: u64) {
+        self.closes[reason.index()].fetch_add(1, SeqCst);
+        self.emit(&Event::Closed { id: slot.id, reason, requests });
+        let mut reg = self.lock_registry();
+        if reg.slots.remove(&slot.id).is_some() && slot.state.load(SeqCst) == EVICTED {
+            reg.evicting -= 1;
+        }
+        drop(reg);
+        self.closed.notify_all();
+    }
+
+    /// Hands a connection to a parked thread, or to a new one.
+    fn dispatch(self: &Arc<Self>, job: Job, handler: &Arc<Handler>) -> Result<(), Job> {
+        let mut pool = self.lock_pool();
+        if pool.parked > 0 {
+            pool.parked -= 1;
+            pool.jobs.push_back(job);
+            drop(pool);
+            self.job_ready.notify_one();
+            return Ok(());
+        }
+        drop(pool);
+        let (shared, handler) = (self.clone(), handler.clone());
+        // The job travels through a cell so it can be given back if the
+        // thread cannot be made.
+        let cell = Arc::new(Mutex::new(Some(job)));
+        let inner = cell.clone();
+        self.threads.fetch_add(1, SeqCst);
+        let spawned = thread::Builder::new()
+            .name("h1serve-conn".into())
+            .stack_size(self.config.thread_stack_size)
+            .spawn(move || {
+                let first = inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(job) = first {
+                    shared.worker(job, &handler);
+                }
+                shared.threads.fetch_sub(1, SeqCst);
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                self.threads.fetch_sub(1, SeqCst);
+                let job = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+                job.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// A connection thread: serve a connection, then park for the next one.
+    fn worker(&self, mut job: Job, handler: &Arc<Handler>) {
+        loop {
+            self.run(job, handler);
+            match self.park() {
+                Some(next) => job = next,
+                None => return,
+            }
+        }
+    }
+
+    fn run(&self, job: Job, handler: &Arc<Handler>) {
+        let Job { stream, remote, slot } = job;
+        // Counted as released even if our own code panics.
+        struct Guard<'a>(&'a Shared, &'a Slot, Option<(CloseReason, u64)>);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                let (reason, n) = self.2.unwrap_or((CloseReason::HandlerPanicked, 0));
+                self.0.release(self.1, reason, n);
+            }
+        }
+        let mut guard = Guard(self, &slot, None);
+        self.emit(&Event::Opened { id: slot.id, remote });
+        guard.2 = Some(conn::serve(stream, remote, self, &**handler, &slot));
+    }
+
+    /// Waits, parked, for the next connection; `None` when the thread should
+    /// exit instead (too many parked, nothing for a while, or shutdown).
+    fn park(&self) -> Option<Job> {
+        let mut pool = self.lock_pool();
+        if self.is_shutting_down() || pool.parked >= self.config.max_idle_threads {
+            return None;
+        }
+        pool.parked += 1;
+        loop {
+            if let Some(job) = pool.jobs.pop_front() {
+                // `dispatch` already took us off the parked count.
+                return Some(job);
+            }
+            if self.is_shutting_down() {
+                pool.parked -= 1;
+                return None;
+            }
+            let (guard, waited) = self.job_ready.wait_timeout(pool, PARK_TIMEOUT).unwrap_or_else(|p| p.into_inner());
+            pool = guard;
+            if waited.timed_out() && pool.jobs.is_empty() {
+                pool.parked -= 1;
+                return None;
+            }
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let reg = self.lock_registry();
+        let open = reg.slots.len();
+        let idle = reg.slots.values().filter(|s| s.state.load(SeqCst) == IDLE).count();
+        drop(reg);
+        let mut closes = [0; CloseReason::ALL.len()];
+        for (c, a) in closes.iter_mut().zip(&self.closes) {
+            *c = a.load(SeqCst);
+        }
+        Stats {
+            open,
+            idle,
+            busy: open - idle,
+            accepted: self.accepted.load(SeqCst),
+            requests: self.requests.load(SeqCst),
+            over_capacity: self.over_capacity.load(SeqCst),
+            threads: self.threads.load(SeqCst),
+            parked: self.lock_pool().parked,
+            closes,
+        }
+    }
+
+    /// After the accept loop stops: wait for busy connections to finish,
+    /// up to the shutdown timeout, then close what is left.
+    fn finish_shutdown(&self) {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let mut reg = self.lock_registry();
+        for slot in reg.slots.values() {
+            slot.close_if_idle(SHUTDOWN);
+        }
+        while !reg.slots.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // Out of time: cut the remaining connections. Their threads
+                // see errors on their next socket call and end.
+                for slot in reg.slots.values() {
+                    let _ = slot.stream.shutdown(Shutdown::Both);
+                }
+                break;
+            }
+            reg = self.closed.wait_timeout(reg, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(reg);
+        self.job_ready.notify_all();
+    }
+}
+
+/// Connections refused with 503 (at the cap, or when no thread could be
+/// made). The accept loop must not block on them, so the response is
+/// written without blocking (it fits in an empty send buffer), and the
+/// lingering close of each (see `linger`) is done by one helper thread
+/// that polls them without blocking.
+#[derive(Default)]
+struct Refused {
+    tx: Option<mpsc::Sender<TcpStream>>,
+}
+
+impl Refused {
+    fn refuse(&mut self, stream: TcpStream, config: &Config) {
+        let response = Response::text("Service Unavailable: connection limit reached\n")
+            .with_status(503)
+            .with_header("Retry-After", config.retry_after_secs.to_string());
+        let mut bytes = Vec::with_capacity(256);
+        response.write_refusal(&mut bytes);
+        if stream.set_nonblocking(true).is_err() || (&stream).write(&bytes).is_err() {
+            return;
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(stream);
+        }
+    }
+
+    fn sender(&mut self) -> Option<&mpsc::Sender<TcpStream>> {
+        if self.tx.is_none() {
+            let (tx, rx) = mpsc::channel();
+            thread::Builder::new().name("h1serve-refused".into()).spawn(move || linger_refused(rx)).ok()?;
+            self.tx = Some(tx);
+        }
+        self.tx.as_ref()
+    }
+}
+
+/// Drains refused connections until each closes or its time is up.
+fn linger_refused(rx: mpsc::Receiver<TcpStream>) {
+    let mut lingering: Vec<(TcpStream, Instant)> = Vec::new();
+    let mut scratch = [0u8; 4096];
+    loop {
+        if lingering.is_empty() {
+            match rx.recv() {
+                Ok(s) => lingering.push((s, Instant::now() + REFUSED_LINGER)),
+                Err(_) => return,
+            }
+        }
+        while let Ok(s) = rx.try_recv() {
+            if lingering.len() < REFUSED_MAX {
+                lingering.push((s, Instant::now() + REFUSED_LINGER));
+            }
+        }
+        let now = Instant::now();
+        lingering.retain_mut(|(s, deadline)| {
+            loop {
+                match s.read(&mut scratch) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return now < *deadline,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
+        if !lingering.is_empty() {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Persistent connections, `Connection` tokens, HTTP/1.0 keep-alive,
+//! pipelining and response framing, checked on the wire.
+
+mod common;
+
+use std::io::{ErrorKind, Read};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use h1serve::{CloseReason, Response, Server};
+
+#[test]
+fn ureq_reuses_one_connection_for_several_requests() {
+    let running = start_echo_line(default_builder());
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    for i in 0..5 {
+        let url = format!("http://{}/n/{i}", running.local_addr());
+        let mut resp = agent.get(&url).call().expect("request");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.body_mut().read_to_string().unwrap(), format!("GET /n/{i}"));
+    }
+    let stats = running.stats();
+    assert_eq!(stats.accepted, 1, "one connection for five requests: {stats:?}");
+    assert_eq!(stats.requests, 5);
+}
+
+#[test]
+fn http11_persists_by_default_and_sends_no_connection_field() {
+    let running = start_echo_line(default_builder());
+    let mut c = Client::new(running.local_addr());
+    for i in 0..3 {
+        c.send(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response();
+        assert_eq!((r.status, r.text()), (200, format!("GET /{i}")));
+        assert_eq!(r.header("connection"), None);
+    }
+    assert_eq!(running.stats().accepted, 1);
+}
+
+#[test]
+fn connection_close_ends_the_connection_and_nothing_after_it_is_processed() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let running = start(default_builder(), move |req| {
+        log.lock().unwrap().push(req.target().to_string());
+        Response::text("ok")
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(r.closes(), "the response must say Connection: close");
+    assert!(c.at_eof(), "the server must close after the response");
+    assert_eq!(*seen.lock().unwrap(), ["/a"]);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::ClientRequestedClose), 1);
+}
+
+#[test]
+fn connection_is_a_case_insensitive_token_list_across_fields() {
+    let running = start_echo_line(default_builder());
+    for (fields, closes) in [
+        ("Connection: keep-alive, Close\r\n", true),
+        ("Connection: upgrade\r\nconnection: CLOSE\r\n", true),
+        ("Connection: ,close,\r\n", true),
+        ("Connection: closed\r\n", false),
+        ("Connection: x-close\r\n", false),
+        ("Connection: keep-alive\r\n", false),
+    ] {
+        let mut c = Client::new(running.local_addr());
+        c.send(format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n"));
+        let r = c.read_response();
+        assert_eq!(r.closes(), closes, "{fields:?}");
+        if closes {
+            assert!(c.at_eof(), "{fields:?}");
+        } else {
+            c.send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(c.read_response().text(), "GET /again", "{fields:?}");
+        }
+    }
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked_for() {
+    let running = start_echo_line(default_builder());
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /old HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /old"));
+    assert!(r.closes());
+    assert!(c.at_eof());
+}
+
+#[test]
+fn http10_keep_alive_is_answered_with_hints_counting_down() {
+    let running =
+        start_echo_line(Server::builder().idle_timeout(Duration::from_millis(7_900)).max_requests_per_connection(3));
+    let mut c = Client::new(running.local_addr());
+    for (i, max) in [(1, "2"), (2, "1")] {
+        c.send(format!("GET /{i} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        let r = c.read_response();
+        assert_eq!(r.text(), format!("GET /{i}"));
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+        // The idle timeout, rounded down, so the client never sends into a
+        // connection about to close.
+        assert_eq!(r.header("keep-alive"), Some(format!("timeout=7, max={max}").as_str()));
+    }
+    c.send("GET /3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.read_response();
+    assert!(r.closes(), "the last allowed request is answered with close");
+    assert!(c.at_eof());
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::RequestLimit), 1);
+}
+
+#[test]
+fn handler_can_ask_to_close() {
+    let running = start(default_builder(), |_| Response::text("bye").with_header("Connection", "close"));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.header_count("connection"), 1);
+    assert!(r.closes());
+    assert!(c.at_eof());
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::HandlerRequestedClose), 1);
+    assert_eq!(running.stats().requests, 1);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_with_bodies_in_between() {
+    let running = start(default_builder(), |req| {
+        let body = req.read_body().unwrap();
+        Response::text(format!("{} {} [{}]", req.method(), req.target(), String::from_utf8_lossy(&body)))
+    });
+    let mut batch = String::new();
+    for i in 0..20 {
+        if i % 5 == 2 {
+            batch.push_str(&format!("POST /{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nbody{}", i % 10));
+        } else if i % 5 == 3 {
+            batch.push_str(&format!(
+                "PUT /{i} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            ));
+        } else {
+            batch.push_str(&format!("GET /{i} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        }
+    }
+    let expected: Vec<String> = (0..20)
+        .map(|i| match i % 5 {
+            2 => format!("POST /{i} [body{}]", i % 10),
+            3 => format!("PUT /{i} [abc]"),
+            _ => format!("GET /{i} []"),
+        })
+        .collect();
+    // All at once, then one byte per write: the same answers either way.
+    for split in [batch.len(), 1, 7] {
+        let mut c = Client::new(running.local_addr());
+        for piece in batch.as_bytes().chunks(split) {
+            c.send(piece);
+        }
+        let got: Vec<String> = (0..20).map(|_| c.read_response().text()).collect();
+        assert_eq!(got, expected, "split {split}");
+    }
+}
+
+#[test]
+fn responses_to_buffered_pipelined_requests_are_written_together() {
+    // The handler for /2 waits for the test's signal. If the server flushed
+    // each response as soon as it was made, the response to /1 would reach
+    // the client while /2 is still being handled.
+    let (release, wait) = mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let running = start(default_builder(), move |req| {
+        if req.path() == "/2" {
+            let _ = wait.lock().unwrap().recv_timeout(PATIENCE);
+        }
+        Response::text(req.path().to_string())
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut probe = [0u8; 1];
+    let early = c.stream().peek(&mut probe);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "response 1 was sent alone, before response 2 was ready: {early:?}"
+    );
+    release.send(()).unwrap();
+    c.stream().set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(c.read_response().text(), "/1");
+    assert_eq!(c.read_response().text(), "/2");
+}
+
+#[test]
+fn in_memory_and_reader_bodies_get_exact_content_length() {
+    let running = start(default_builder(), |req| match req.path() {
+        "/mem" => Response::bytes(vec![7u8; 1000]),
+        "/big" => Response::bytes(vec![9u8; 300_000]),
+        _ => Response::from_reader(std::io::repeat(b'r').take(123_456), 123_456),
+    });
+    let mut c = Client::new(running.local_addr());
+    for (path, len, byte) in [("/mem", 1000, 7u8), ("/reader", 123_456, b'r'), ("/big", 300_000, 9)] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response();
+        assert_eq!(r.framing, "length");
+        assert_eq!(r.header("content-length"), Some(len.to_string().as_str()));
+        assert!(r.body.len() == len && r.body.iter().all(|&b| b == byte), "{path}");
+    }
+}
+
+#[test]
+fn a_reader_shorter_or_longer_than_declared_fails_the_connection() {
+    let running = start(default_builder(), |req| match req.path() {
+        "/short" => Response::from_reader(&b"only ten b"[..], 20),
+        _ => Response::from_reader(&b"twenty bytes, really"[..], 10),
+    });
+    // Short: the client must see a truncated body, never a complete message.
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /short HTTP/1.1\r\nHost: x\r\n\r\n");
+    let err = c.read_response_to("GET").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+    // Long: exactly the declared bytes, then the connection closes, so the
+    // surplus can never be read as a response.
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /long HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "twenty byt");
+    assert!(c.at_eof());
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 2);
+}
+
+#[test]
+fn streamed_bodies_are_chunked_for_11_and_close_delimited_for_10() {
+    let running = start(default_builder(), |_| {
+        Response::stream(|w| {
+            for i in 0..50 {
+                writeln!(w, "line {i}")?;
+                if i % 10 == 0 {
+                    w.flush()?;
+                }
+            }
+            w.write_all(&vec![b'z'; 100_000])
+        })
+    });
+    let expected: Vec<u8> =
+        (0..50).flat_map(|i| format!("line {i}\n").into_bytes()).chain(std::iter::repeat_n(b'z', 100_000)).collect();
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.framing, r.header("content-length")), ("chunked", None));
+    assert_eq!(r.body, expected);
+    // The connection goes on after a chunked body.
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().body, expected);
+    drop(c);
+
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.framing, "close");
+    assert!(r.header("transfer-encoding").is_none() && r.closes());
+    assert_eq!(r.body, expected);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::CloseDelimitedResponse), 1);
+}
+
+#[test]
+fn a_failing_stream_never_looks_complete() {
+    let running = start(default_builder(), |_| {
+        Response::stream(|w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("disk on fire"))
+        })
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(c.read_response_to("GET").is_err(), "no last chunk may be sent");
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 1);
+}
+
+#[test]
+fn head_gets_the_get_head_and_no_body() {
+    let running = start(default_builder(), |req| match req.path() {
+        "/stream" => Response::stream(|w| w.write_all(b"never for HEAD")),
+        "/reader" => Response::from_reader(std::io::repeat(0).take(5000), 5000),
+        _ => Response::text("twelve bytes"),
+    });
+    let mut c = Client::new(running.local_addr());
+    for (path, framing_field, value) in [
+        ("/", "content-length", "12"),
+        ("/reader", "content-length", "5000"),
+        ("/stream", "transfer-encoding", "chunked"),
+    ] {
+        c.send(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response_to("HEAD").unwrap();
+        assert_eq!(r.header(framing_field), Some(value), "{path}");
+        assert!(r.body.is_empty());
+    }
+    // Had any body bytes been sent, this would read them as a status line.
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "twelve bytes");
+}
+
+#[test]
+fn no_content_and_not_modified_carry_no_body() {
+    let running = start(default_builder(), |req| {
+        let code = req.path()[1..].parse().unwrap();
+        Response::text("this body must not be sent").with_status(code)
+    });
+    let mut c = Client::new(running.local_addr());
+    for code in [204u16, 304] {
+        c.send(format!("GET /{code} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response();
+        assert_eq!(r.status, code);
+        assert_eq!(r.header("content-length"), None, "{code}");
+        assert_eq!(r.header("transfer-encoding"), None, "{code}");
+    }
+    c.send("GET /200 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "this body must not be sent");
+}
+
+#[test]
+fn every_response_has_a_date_even_errors() {
+    let running = start(default_builder(), |_| Response::text("x"));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let date = c.read_response().header("date").unwrap().to_string();
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+    assert_eq!(date.len(), 29, "{date}");
+    assert!(date.ends_with(" GMT") && &date[3..5] == ", ", "{date}");
+    let bad = exchange_until_close(running.local_addr(), b"GET / HTTP/1.1\r\n\r\n");
+    assert!(String::from_utf8_lossy(&bad).contains("\r\nDate: "));
+}
+
+#[test]
+fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
+    let running = start(default_builder(), |req| {
+        if req.path() == "/panic" {
+            panic!("test panic");
+        }
+        Response::text("fine")
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /panic HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 500);
+    assert!(r.closes());
+    assert!(c.at_eof());
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "fine");
+    drop(c);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::HandlerPanicked), 1);
+}
+
+#[test]
+fn versions_and_target_forms() {
+    let running =
+        start(default_builder(), |req| Response::text(format!("{} {} {:?}", req.version(), req.path(), req.query())));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /a?b=1 HTTP/1.2\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "HTTP/1.1 /a Some(\"b=1\")");
+    c.send("\r\nGET http://example.com/p/q HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(c.read_response().text(), "HTTP/1.1 /p/q None");
+    c.send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "HTTP/1.1 * None");
+    let r = exchange_until_close(running.local_addr(), b"GET / HTTP/2.0\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&r), 505);
+}

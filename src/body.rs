@@ -136,13 +136,14 @@ impl<'c> Body<'c> {
         }
         let mut scratch = [0u8; 8 * 1024];
         let mut drained = 0u64;
-        while !self.is_complete() {
+        loop {
             match self.read(&mut scratch) {
-                Ok(n) if n > 0 && drained < max => drained += n as u64,
+                // Read returns 0 only at the end of the body.
+                Ok(0) => return self.is_complete(),
+                Ok(n) if drained < max => drained += n as u64,
                 _ => return false,
             }
         }
-        true
     }
 
     fn fail(&mut self, failure: Failure, e: io::Error) -> io::Error {

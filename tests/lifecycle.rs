@@ -1,0 +1,355 @@
+//! The life of a connection under pressure: timeouts, the connection cap,
+//! the request cap, graceful close, shutdown, vanishing clients, events.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use h1serve::{CloseReason, Event, Response, Server};
+
+/// A handler gate: requests to `/wait` block until the test opens it.
+#[derive(Clone)]
+struct Gate {
+    entered: Arc<Mutex<mpsc::Sender<()>>>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+fn gate() -> (Gate, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    (
+        Gate { entered: Arc::new(Mutex::new(entered_tx)), release: Arc::new(Mutex::new(release_rx)) },
+        entered_rx,
+        release_tx,
+    )
+}
+
+impl Gate {
+    fn pass(&self) {
+        self.entered.lock().unwrap().send(()).unwrap();
+        let _ = self.release.lock().unwrap().recv_timeout(PATIENCE);
+    }
+}
+
+fn gated(builder: h1serve::Builder, gate: Gate) -> h1serve::Running {
+    start(builder, move |req| {
+        if req.path() == "/wait" {
+            gate.pass();
+        }
+        Response::text(req.path().to_string())
+    })
+}
+
+fn get(c: &mut Client, path: &str) -> Resp {
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    c.read_response()
+}
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout() {
+    let running = start_echo_line(Server::builder().idle_timeout(Duration::from_millis(200)));
+    let mut c = Client::new(running.local_addr());
+    let started = Instant::now();
+    assert_eq!(get(&mut c, "/").status, 200);
+    assert!(c.at_eof(), "closed cleanly (FIN), not reset");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(c);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::IdleTimeout), 1);
+}
+
+#[test]
+fn the_header_deadline_counts_from_the_first_byte_not_per_read() {
+    let timeout = Duration::from_millis(400);
+    let running = start_echo_line(Server::builder().header_timeout(timeout));
+    let mut c = Client::new(running.local_addr());
+    let mut trickle = c.stream().try_clone().unwrap();
+    let started = Instant::now();
+    // A byte every 20 ms: every read makes progress, the head never ends.
+    let trickler = thread::spawn(move || {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        for b in head.iter().chain(std::iter::repeat(&b'a').take(5000)) {
+            if trickle.write_all(&[*b]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(r.closes());
+    assert!(started.elapsed() >= timeout);
+    drop(c);
+    trickler.join().unwrap();
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::HeaderTimeout), 1);
+}
+
+#[test]
+fn a_stalled_body_gets_408() {
+    let running = start(Server::builder().body_read_timeout(Duration::from_millis(200)), |req| {
+        let _ = req.read_body();
+        Response::text("read")
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf.");
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(r.closes());
+    drop(c);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::BodyTimeout), 1);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_by_the_write_timeout() {
+    let running =
+        start(Server::builder().write_timeout(Duration::from_millis(300)), |_| Response::bytes(vec![b'w'; 64 << 20]));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The client reads nothing; the server's writes stop making progress.
+    assert!(running.handle().wait_until(PATIENCE, |s| s.closed() == 1), "{:?}", running.stats());
+    assert_eq!(running.stats().closes(CloseReason::Io), 1, "{:?}", running.stats());
+    drop(c);
+}
+
+#[test]
+fn at_the_cap_busy_servers_answer_503_then_recover() {
+    let (gate, entered, release) = gate();
+    let running = gated(Server::builder().max_connections(2).retry_after(7), gate);
+    let mut busy: Vec<Client> = (0..2).map(|_| Client::new(running.local_addr())).collect();
+    for c in &mut busy {
+        c.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+        entered.recv_timeout(PATIENCE).unwrap();
+    }
+    let mut extra = Client::new(running.local_addr());
+    extra.send("GET /extra HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = extra.read_response();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert!(r.closes());
+    assert!(extra.at_eof());
+    assert_eq!(running.stats().over_capacity, 1);
+    assert_eq!(running.stats().open, 2, "the refused connection got no slot");
+    for (i, c) in busy.iter_mut().enumerate() {
+        release.send(()).unwrap();
+        assert_eq!(c.read_response().text(), "/wait", "busy client {i}");
+    }
+    // Slots free: a newcomer is served normally (it evicts an idle one).
+    let mut later = Client::new(running.local_addr());
+    assert_eq!(get(&mut later, "/later").text(), "/later");
+}
+
+#[test]
+fn at_the_cap_the_longest_idle_connection_makes_room() {
+    let running = start_echo_line(Server::builder().max_connections(2));
+    let mut oldest = Client::new(running.local_addr());
+    assert_eq!(get(&mut oldest, "/1").status, 200);
+    assert!(running.handle().wait_until(PATIENCE, |s| s.idle == 1));
+    let mut newer = Client::new(running.local_addr());
+    assert_eq!(get(&mut newer, "/2").status, 200);
+    assert!(running.handle().wait_until(PATIENCE, |s| s.idle == 2));
+    let mut newcomer = Client::new(running.local_addr());
+    assert_eq!(get(&mut newcomer, "/3").text(), "GET /3");
+    // The oldest was closed gracefully: end-of-stream, no reset.
+    assert!(oldest.at_eof());
+    assert_eq!(get(&mut newer, "/still-open").text(), "GET /still-open");
+    assert!(running.handle().wait_until(PATIENCE, |s| s.closes(CloseReason::Evicted) == 1));
+    assert_eq!(running.stats().over_capacity, 0);
+}
+
+#[test]
+fn the_last_allowed_request_says_close() {
+    let running = start_echo_line(Server::builder().max_requests_per_connection(2));
+    let mut c = Client::new(running.local_addr());
+    assert!(!get(&mut c, "/1").closes());
+    assert!(get(&mut c, "/2").closes());
+    assert!(c.at_eof());
+}
+
+/// Reads a `len`-byte body in small pieces, slowly, after sending bytes the
+/// server will never read: a close without lingering would turn them into
+/// a reset that destroys the part of the response still queued.
+fn read_big_response_slowly(c: &mut Client, len: usize, unread_extra: &[u8]) -> Result<(), String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        c.reader.read_exact(&mut b).map_err(|e| format!("head: {e}"))?;
+        head.push(b[0]);
+    }
+    c.send(unread_extra);
+    let mut got = 0;
+    let mut piece = vec![0u8; 16 * 1024];
+    while got < len {
+        let n = c.reader.read(&mut piece).map_err(|e| format!("after {got} of {len} bytes: {e}"))?;
+        if n == 0 {
+            return Err(format!("EOF after {got} of {len} bytes"));
+        }
+        got += n;
+        if got % (1024 * 1024) < n {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if c.at_eof() { Ok(()) } else { Err("no clean end-of-stream".into()) }
+}
+
+#[test]
+fn closing_never_resets_away_a_response_still_queued() {
+    const LEN: usize = 8 << 20;
+    let running = start(default_builder(), |_| Response::bytes(vec![b'q'; LEN]));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    read_big_response_slowly(&mut c, LEN, b"GET /never-read HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    drop(c);
+    // HTTP/1.0, and the request cap: the same close.
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.0\r\n\r\n");
+    read_big_response_slowly(&mut c, LEN, &[b'j'; 100_000]).unwrap();
+    assert_all_closed(&running);
+}
+
+#[test]
+fn error_closes_are_graceful_too() {
+    let running = start(Server::builder().max_body_bytes(10), |_| Response::text("x"));
+    for request in ["GET / HTTP/1.1\r\n\r\n", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"] {
+        let mut c = Client::new(running.local_addr());
+        c.send(request);
+        let mut first = [0u8; 1];
+        c.reader.read_exact(&mut first).unwrap();
+        // More bytes arrive after the server decided to close.
+        c.send(vec![b'g'; 200_000]);
+        let rest = c.rest().expect("the whole error response, then EOF, no reset");
+        assert!(String::from_utf8_lossy(&rest).contains("Connection: close"));
+    }
+}
+
+#[test]
+fn shutdown_closes_idle_connections_at_once_and_lets_busy_ones_finish() {
+    let (gate, entered, release) = gate();
+    let running = gated(Server::builder().idle_timeout(Duration::from_secs(600)), gate);
+    let mut idle = Client::new(running.local_addr());
+    assert_eq!(get(&mut idle, "/").status, 200);
+    let mut busy = Client::new(running.local_addr());
+    busy.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    entered.recv_timeout(PATIENCE).unwrap();
+    assert!(running.handle().wait_until(PATIENCE, |s| s.idle == 1));
+    let addr = running.local_addr();
+    let handle = running.handle().clone();
+    let stopper = thread::spawn(move || running.shutdown());
+    // Idle: woken and closed now, while the busy request is still running
+    // (with a 600 s idle timeout, only a wake-up closes it).
+    assert!(idle.at_eof());
+    assert!(handle.wait_until(PATIENCE, |s| s.open == 1));
+    release.send(()).unwrap();
+    let r = busy.read_response();
+    assert_eq!(r.text(), "/wait");
+    assert!(r.closes(), "in-flight requests are answered with close");
+    assert!(busy.at_eof());
+    stopper.join().unwrap().unwrap();
+    let stats = handle.stats();
+    assert_eq!((stats.open, stats.closes(CloseReason::Shutdown)), (0, 2), "{stats:?}");
+    // No longer accepting.
+    let refused = TcpStream::connect(addr).map(|mut s| {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.read(&mut [0u8; 1])
+    });
+    assert!(!matches!(refused, Ok(Ok(n)) if n > 0), "served after shutdown: {refused:?}");
+}
+
+#[test]
+fn shutdown_gives_up_on_handlers_past_the_deadline() {
+    let (gate, entered, release) = gate();
+    let running = gated(Server::builder().shutdown_timeout(Duration::from_millis(200)), gate);
+    let mut busy = Client::new(running.local_addr());
+    busy.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    entered.recv_timeout(PATIENCE).unwrap();
+    // Returns although the handler is still blocked.
+    running.shutdown().unwrap();
+    release.send(()).unwrap();
+}
+
+#[test]
+fn vanishing_clients_release_their_connection_and_thread() {
+    let running = start(default_builder(), |req| {
+        let _ = req.read_body();
+        Response::bytes(vec![b'v'; 32 << 20])
+    });
+    // Mid-head, mid-body, and mid-response (a large one, unread).
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\nX-Half"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly some",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = connect(running.local_addr());
+        s.write_all(request).unwrap();
+        if request.ends_with(b"\r\n\r\n") {
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).unwrap();
+        }
+        drop(s);
+    }
+    assert!(running.handle().wait_until(PATIENCE, |s| s.open == 0 && s.threads == s.parked), "{:?}", running.stats());
+    assert_eq!(running.stats().closes(CloseReason::Io), 3, "{:?}", running.stats());
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().body.len(), 32 << 20);
+}
+
+#[test]
+fn failing_to_make_a_thread_refuses_that_connection_and_keeps_serving() {
+    // No system can give a thread a 64 TiB stack: every spawn fails.
+    let running = start_echo_line(Server::builder().thread_stack_size(1 << 46));
+    for _ in 0..2 {
+        let mut c = Client::new(running.local_addr());
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.read_response().status, 503);
+    }
+    assert_eq!(running.stats().open, 0);
+}
+
+#[test]
+fn events_report_each_step_and_the_close_reason() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let log = events.clone();
+    let running = start_echo_line(Server::builder().on_event(move |e| {
+        let line = match e {
+            Event::Opened { .. } => "opened".to_string(),
+            Event::Request { target, status, .. } => format!("request {target} {status}"),
+            Event::Idle { .. } => "idle".to_string(),
+            Event::Closed { reason, requests, .. } => format!("closed {reason} after {requests}"),
+            other => format!("{other:?}"),
+        };
+        log.lock().unwrap().push(line);
+    }));
+    let mut c = Client::new(running.local_addr());
+    assert_eq!(get(&mut c, "/a").status, 200);
+    c.send("GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c.read_response();
+    drop(c);
+    assert_all_closed(&running);
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["opened", "idle", "request /a 200", "idle", "request /b 200", "closed client-requested-close after 2"]
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_stall_others() {
+    let running = start(Server::builder().write_timeout(Duration::from_millis(300)), |req| {
+        if req.path() == "/huge" { Response::bytes(vec![0u8; 64 << 20]) } else { Response::text("ok") }
+    });
+    let mut stuck = Client::new(running.local_addr());
+    stuck.send("GET /huge HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut other = Client::new(running.local_addr());
+    assert_eq!(get(&mut other, "/").text(), "ok");
+    drop(stuck);
+    let err = TcpStream::connect(running.local_addr()).and_then(|mut s| s.write_all(b"x")).err();
+    assert!(err.is_none_or(|e| e.kind() != ErrorKind::ConnectionRefused));
+}

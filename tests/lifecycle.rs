@@ -74,7 +74,7 @@ fn the_header_deadline_counts_from_the_first_byte_not_per_read() {
     // A byte every 20 ms: every read makes progress, the head never ends.
     let trickler = thread::spawn(move || {
         let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ";
-        for b in head.iter().chain(std::iter::repeat(&b'a').take(5000)) {
+        for b in head.iter().chain(std::iter::repeat_n(&b'a', 5000)) {
             if trickle.write_all(&[*b]).is_err() {
                 return;
             }

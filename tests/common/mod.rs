@@ -200,3 +200,50 @@ pub fn status_of(bytes: &[u8]) -> u16 {
 pub fn assert_all_closed(running: &Running) {
     assert!(running.handle().wait_until(PATIENCE, |s| s.open == 0), "connections left open: {:?}", running.stats());
 }
+
+/// A running example program, killed when dropped.
+pub struct Example {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// Everything the program printed to stdout after its first line.
+    pub stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of an example binary that `cargo test` built next to the
+/// test binary (target/<profile>/examples/<name>).
+pub fn example_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    profile_dir.join("examples").join(name)
+}
+
+/// Starts an example with `args` and waits for its first line,
+/// `listening on http://HOST:PORT`, which gives its address.
+pub fn spawn_example(name: &str, args: &[&str]) -> Example {
+    use std::process::{Command, Stdio};
+    let path = example_path(name);
+    let mut child = Command::new(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{name}: unexpected first line {first:?}"))
+        .parse()
+        .expect("an address");
+    Example { child, addr, stdout }
+}

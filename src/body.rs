@@ -134,7 +134,9 @@ impl<'c> Body<'c> {
         if matches!(self.framing, Framing::Exact { remaining } if remaining > max) {
             return false;
         }
-        let mut scratch = [0u8; 8 * 1024];
+        // On the heap: this path is rare, and an 8 KiB array in the frame
+        // would be touched (stack probes) on every request of every thread.
+        let mut scratch = vec![0u8; 8 * 1024];
         let mut drained = 0u64;
         loop {
             match self.read(&mut scratch) {

@@ -90,7 +90,8 @@ pub(crate) fn serve(
     // The server never loses a response it has written: flush, then the
     // lingering close (see `linger`).
     let _ = conn.io.flush();
-    linger::close(&mut conn.io.stream, cfg.linger_timeout, cfg.linger_bytes);
+    let Transport { stream, rbuf, .. } = &mut conn.io;
+    linger::close(stream, rbuf.into_scratch(), cfg.linger_timeout, cfg.linger_bytes);
     (reason, conn.served)
 }
 
@@ -151,7 +152,7 @@ impl Conn<'_> {
     /// the blocked read by shutting down its read half.
     fn wait_for_request(&mut self) -> Result<(), Stop> {
         self.io.flush().map_err(|_| Stop::Close(CloseReason::Io))?;
-        self.io.rbuf.shrink_if_idle();
+        self.io.shrink_idle_buffers();
         if !self.slot.enter_idle(self.shared) {
             return Err(Stop::Close(self.slot.wake_reason()));
         }

@@ -12,9 +12,13 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Initial (and idle) size of the read buffer. Requests without a body are a
-/// few hundred bytes; it grows, up to the head limit, only when needed.
-const READ_BUF_INITIAL: usize = 4 * 1024;
+/// Initial size of the read buffer. Requests without a body are a few
+/// hundred bytes (a browser's, with cookies, one or two KiB); the buffer
+/// doubles, up to the head limit, only when a head needs it. Every idle
+/// connection holds one, so its size is most of a connection's heap.
+const READ_BUF_INITIAL: usize = 1024;
+/// An idle connection whose read buffer grew past this gives it back.
+const READ_BUF_KEEP: usize = 8 * 1024;
 /// Responses are flushed once this much is buffered, even if more pipelined
 /// requests are waiting, so the buffer stays bounded.
 pub(crate) const WRITE_BUF_FLUSH: usize = 64 * 1024;
@@ -74,10 +78,21 @@ impl ReadBuf {
         &mut self.buf[self.end..]
     }
 
+    /// The whole buffer as scratch space, discarding its contents: for the
+    /// lingering close, when the connection will read no more requests.
+    pub(crate) fn into_scratch(&mut self) -> &mut [u8] {
+        self.start = 0;
+        self.end = 0;
+        if self.buf.is_empty() {
+            self.buf.resize(READ_BUF_INITIAL, 0);
+        }
+        &mut self.buf
+    }
+
     /// Gives memory back while the connection is idle, if a large request
     /// made the buffer grow.
-    pub(crate) fn shrink_if_idle(&mut self) {
-        if self.is_empty() && self.buf.len() > READ_BUF_INITIAL {
+    fn shrink_if_idle(&mut self) {
+        if self.is_empty() && self.buf.len() > READ_BUF_KEEP {
             self.buf = vec![0; READ_BUF_INITIAL];
         }
     }
@@ -115,6 +130,15 @@ impl Transport {
             self.read_timeout = Some(timeout);
         }
         Ok(())
+    }
+
+    /// Gives back buffer memory a large message made grow, while the
+    /// connection is idle (the write buffer is empty then: it was flushed).
+    pub(crate) fn shrink_idle_buffers(&mut self) {
+        self.rbuf.shrink_if_idle();
+        if self.wbuf.capacity() > READ_BUF_KEEP {
+            self.wbuf = Vec::new();
+        }
     }
 
     /// Writes out the write buffer.

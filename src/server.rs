@@ -692,7 +692,7 @@ impl Refused {
 /// Drains refused connections until each closes or its time is up.
 fn linger_refused(rx: mpsc::Receiver<TcpStream>) {
     let mut lingering: Vec<(TcpStream, Instant)> = Vec::new();
-    let mut scratch = [0u8; 4096];
+    let mut scratch = vec![0u8; 4096];
     loop {
         if lingering.is_empty() {
             match rx.recv() {

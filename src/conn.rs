@@ -91,7 +91,7 @@ pub(crate) fn serve(
     // lingering close (see `linger`).
     let _ = conn.io.flush();
     let Transport { stream, rbuf, .. } = &mut conn.io;
-    linger::close(stream, rbuf.into_scratch(), cfg.linger_timeout, cfg.linger_bytes);
+    linger::close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
     (reason, conn.served)
 }
 

@@ -1,7 +1,11 @@
 //! # h1serve
 //!
 //! A small, blocking, std-only HTTP/1.1 server: one thread per connection,
-//! persistent connections, pipelining, exact framing, graceful close.
+//! persistent connections, pipelining, exact framing, graceful close. It is
+//! meant to be embedded (local dashboards, OAuth callbacks, test doubles,
+//! metrics endpoints) and to be read: each concept of HTTP connection
+//! management lives in its own module, with the rule it implements quoted
+//! from RFC 9112 / RFC 9110 and a test that fails without it.
 //!
 //! ```
 //! use h1serve::{Response, Server};
@@ -13,9 +17,81 @@
 //!         _ => Response::text("not found\n").with_status(404),
 //!     })?;
 //! println!("listening on http://{}", running.local_addr());
+//! // ... later, from any thread:
 //! running.shutdown()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! ## The life of a connection
+//!
+//! ```text
+//!  accept ──► cap reached? ──yes──► an idle connection? ──yes──► close it (evict), go on
+//!    │                                      │ no
+//!    │                                      └──► 503 + Retry-After, no thread, linger, close
+//!    ▼
+//!  thread (parked one reused, or new) ─► set TCP_NODELAY, write timeout
+//!    │
+//!    ▼
+//!  ┌► IDLE: flush output, wait for a first byte ──(idle timeout / evicted / shutdown)──► close
+//!  │   │ first byte
+//!  │   ▼
+//!  │  HEAD: parse as bytes arrive, header deadline ──(malformed 400/414/431/505, 408)──► close
+//!  │   │ complete head
+//!  │   ▼
+//!  │  FRAMING: Host, target form, body length, Expect ──(400/413/417/501)──► close
+//!  │   │
+//!  │   ▼
+//!  │  HANDLER (catch_unwind; body read lazily, 100 Continue on first read) ──(panic: 500)──► close
+//!  │   │
+//!  │   ▼
+//!  │  SETTLE BODY: read to end? drain if small : close
+//!  │   │
+//!  │   ▼
+//!  │  DECIDE: keep alive? (client, handler, body, framing, request cap, shutdown)
+//!  │   │        then write the head saying so, and the body
+//!  │   ▼
+//!  └── keep ◄─┴─► close: flush, shutdown(Write), drain input (bounded), drop
+//! ```
+//!
+//! Every connection ends with a [`CloseReason`], reported to the event hook
+//! ([`Builder::on_event`]) and counted in [`Stats`].
+//!
+//! ## From the chapter's rules to the code
+//!
+//! The rules of HTTP connection management this server embodies, where
+//! each lives, and the test that proves it:
+//!
+//! | rule | module | test |
+//! |---|---|---|
+//! | TCP is a byte stream: parse whatever way bytes are split | `parse` (resumable state machine), `chunked`, `io` (one read buffer per connection) | `parse::tests::same_result_at_every_split_point`, `chunked::tests::decodes_at_every_split`, `tests/connections.rs` pipelining with 1-byte writes |
+//! | TCP_NODELAY; one buffer per response; responses to buffered pipelined requests flushed once | `conn::serve`, `io::Transport` (flush before any blocking read), `response` | `tests/connections.rs::responses_to_buffered_pipelined_requests_are_written_together` |
+//! | `Connection` is a case-insensitive token list across fields; hop-by-hop fields can be stripped | `headers` ([`Headers::has_token`], [`Headers::remove_hop_by_hop`]), `framing::client_keeps_alive` | `headers::tests`, `tests/connections.rs::connection_is_a_case_insensitive_token_list_across_fields` |
+//! | HTTP/1.1 persists by default; HTTP/1.0 only with keep-alive, answered with `Keep-Alive: timeout, max`; `close` from either side ends it | `framing`, `conn` (the keep-alive decision), `response` (connection fields) | `tests/connections.rs::http10_*`, `handler_can_ask_to_close` |
+//! | Only self-delimited messages persist: exact Content-Length, chunked for 1.1, close-delimited for 1.0 | `framing::response_framing`, `conn::copy_exact`, `chunked` | `tests/connections.rs::streamed_bodies_are_chunked_for_11_and_close_delimited_for_10`, `a_reader_shorter_or_longer_than_declared_fails_the_connection` |
+//! | Pipelining: answer in order, never lose the next request's bytes, skip or refuse an unread body, nothing after `close` | `io::ReadBuf`, `conn::settle_body`, `body` | `tests/connections.rs::pipelined_requests_are_answered_in_order_with_bodies_in_between`, `tests/bodies.rs::small_unread_bodies_are_skipped_*` |
+//! | Idle timeout, header deadline, connection cap with eviction of the longest-idle | `conn::read_head`, `server` (registry, `admit`) | `tests/lifecycle.rs` |
+//! | Every server-initiated close is graceful: flush, `shutdown(Write)`, drain with bounds | `linger`, `conn::serve` (the single exit path) | `tests/lifecycle.rs::closing_never_resets_away_a_response_still_queued` |
+//!
+//! ## Which requests a client may retry
+//!
+//! A persistent connection can be closed by the server at any moment it is
+//! idle (idle timeout, eviction at the cap, shutdown), and a request the
+//! client sent at that moment is lost. RFC 9112 §9.3.1 lets a client retry
+//! it automatically only if the method is idempotent (RFC 9110 §9.2.2):
+//! GET, HEAD, PUT, DELETE, OPTIONS, TRACE ([`Method::is_idempotent`]); never
+//! silently a POST or PATCH. The `Keep-Alive: timeout=` hint sent to
+//! HTTP/1.0 clients is the idle timeout rounded down, so a client that
+//! honours it does not send into a connection about to close.
+//!
+//! ## Strictness
+//!
+//! Where RFC 9112 allows a recipient several behaviours, h1serve takes the
+//! strict one whenever leniency could let two parsers on the path disagree
+//! about where a message ends (the root of request smuggling): bare LF and
+//! bare CR are rejected, as are obs-fold, whitespace before a colon, a
+//! `Content-Length` list even of equal values, `Transfer-Encoding` with
+//! `Content-Length`, and `Transfer-Encoding` in HTTP/1.0. See the `parse`,
+//! `framing` and `chunked` module docs for each choice.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

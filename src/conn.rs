@@ -21,6 +21,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::body::{Body, Failure};
@@ -64,7 +65,7 @@ struct Conn<'a> {
 /// Serves one connection to its end, closes it gracefully, and returns why
 /// it ended and how many requests it served.
 pub(crate) fn serve(
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     remote: SocketAddr,
     shared: &Shared,
     handler: &Handler,
@@ -91,6 +92,7 @@ pub(crate) fn serve(
     // lingering close (see `linger`).
     let _ = conn.io.flush();
     let Transport { stream, rbuf, .. } = &mut conn.io;
+    let stream: &TcpStream = stream;
     linger::close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
     (reason, conn.served)
 }

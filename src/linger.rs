@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// input into `scratch` for at most `timeout` and `max_bytes`. Returns the
 /// bytes discarded. (The caller lends a buffer it no longer needs, so that
 /// no page of stack is spent on it.)
-pub(crate) fn close(stream: &mut TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) -> u64 {
+pub(crate) fn close(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) -> u64 {
     if stream.shutdown(Shutdown::Write).is_err() {
         // Not connected any more: nothing to protect.
         return 0;
@@ -39,7 +39,7 @@ pub(crate) fn close(stream: &mut TcpStream, scratch: &mut [u8], timeout: Duratio
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             break;
         }
-        match stream.read(scratch) {
+        match (&*stream).read(scratch) {
             Ok(0) => break,
             Ok(n) => discarded += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

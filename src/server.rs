@@ -165,8 +165,10 @@ pub(crate) struct Shared {
     local_addr: SocketAddr,
     shutting_down: AtomicBool,
     registry: Mutex<Registry>,
-    /// Signalled when a connection closes.
+    /// Signalled when a connection closes, if someone waits (`waiters`):
+    /// a notification is a system call, not worth paying per connection.
     closed: Condvar,
+    waiters: AtomicUsize,
     started: Instant,
     accepted: AtomicU64,
     requests: AtomicU64,
@@ -194,9 +196,8 @@ struct Pool {
     jobs: VecDeque<Job>,
 }
 
-/// A connection handed to a thread.
+/// A connection handed to a thread (its socket is in the slot).
 struct Job {
-    stream: TcpStream,
     remote: SocketAddr,
     slot: Arc<Slot>,
 }
@@ -213,17 +214,18 @@ pub(crate) struct Slot {
     /// SHUTDOWN by whoever closes it, only from IDLE, by compare-and-swap,
     /// so a connection is never closed while it is handling a request.
     state: AtomicU8,
-    /// Milliseconds since server start when it last went idle.
+    /// Nanoseconds since server start when it last went idle.
     idle_since: AtomicU64,
-    /// A clone of the connection's socket, to wake its blocked read.
-    stream: TcpStream,
+    /// The connection's socket, shared with its thread, to wake its
+    /// blocked read.
+    stream: Arc<TcpStream>,
 }
 
 impl Slot {
     /// Marks the connection idle. False if the server is shutting down, in
     /// which case it is now marked closed instead.
     pub(crate) fn enter_idle(&self, shared: &Shared) -> bool {
-        self.idle_since.store(shared.millis(), SeqCst);
+        self.idle_since.store(shared.nanos(), SeqCst);
         self.state.store(IDLE, SeqCst);
         // Checked after the store: a shutdown that started before it is seen
         // here, one that starts after it sees IDLE and wakes us.
@@ -276,6 +278,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             registry: Mutex::new(Registry { next_id: 1, ..Registry::default() }),
             closed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             started: Instant::now(),
             accepted: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -327,17 +330,20 @@ impl Server {
             };
             backoff = Duration::from_millis(5);
             self.shared.accepted.fetch_add(1, SeqCst);
-            let Some(slot) = self.shared.admit(&stream) else {
-                self.shared.over_capacity.fetch_add(1, SeqCst);
-                self.shared.emit(&Event::OverCapacity { remote });
-                refused.refuse(stream, &self.shared.config);
-                continue;
+            let slot = match self.shared.admit(stream) {
+                Ok(slot) => slot,
+                Err(stream) => {
+                    self.shared.over_capacity.fetch_add(1, SeqCst);
+                    self.shared.emit(&Event::OverCapacity { remote });
+                    refused.refuse(stream, &self.shared.config);
+                    continue;
+                }
             };
-            if let Err(job) = self.shared.dispatch(Job { stream, remote, slot }, &handler) {
+            if let Err(job) = self.shared.dispatch(Job { remote, slot }, &handler) {
                 // No thread could be made (resource exhaustion): refuse this
                 // one connection, keep serving the others.
                 self.shared.release(&job.slot, CloseReason::Io, 0);
-                refused.refuse(job.stream, &self.shared.config);
+                refused.refuse(job.slot.stream.clone(), &self.shared.config);
             }
         }
         self.shared.finish_shutdown();
@@ -403,7 +409,7 @@ impl Handle {
                 return false;
             }
             let guard = self.shared.lock_registry();
-            let _ = self.shared.closed.wait_timeout(guard, left.min(Duration::from_millis(5)));
+            drop(self.shared.wait_closed(guard, left.min(Duration::from_millis(5))));
         }
     }
 }
@@ -459,8 +465,8 @@ impl Shared {
         self.shutting_down.load(SeqCst)
     }
 
-    fn millis(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    fn nanos(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
     }
 
     pub(crate) fn emit(&self, event: &Event<'_>) {
@@ -484,25 +490,26 @@ impl Shared {
     }
 
     /// Gives a new connection a slot, evicting the longest-idle connection
-    /// at the cap; `None` when every connection is busy.
-    fn admit(&self, stream: &TcpStream) -> Option<Arc<Slot>> {
-        let clone = stream.try_clone().ok()?;
+    /// at the cap; gives the socket back when every connection is busy.
+    fn admit(&self, stream: TcpStream) -> Result<Arc<Slot>, Arc<TcpStream>> {
+        let stream = Arc::new(stream);
         let mut reg = self.lock_registry();
         if reg.slots.len() - reg.evicting >= self.config.max_connections {
             let mut idle: Vec<&Arc<Slot>> = reg.slots.values().filter(|s| s.state.load(SeqCst) == IDLE).collect();
-            idle.sort_by_key(|s| s.idle_since.load(SeqCst));
+            // Longest idle first; among equals, the older connection.
+            idle.sort_by_key(|s| (s.idle_since.load(SeqCst), s.id));
             // The first that is still idle when we try (one may have just
             // received a request) is closed; its slot goes to the newcomer.
             if !idle.iter().any(|s| s.close_if_idle(EVICTED)) {
-                return None;
+                return Err(stream);
             }
             reg.evicting += 1;
         }
         let id = reg.next_id;
         reg.next_id += 1;
-        let slot = Arc::new(Slot { id, state: AtomicU8::new(BUSY), idle_since: AtomicU64::new(0), stream: clone });
+        let slot = Arc::new(Slot { id, state: AtomicU8::new(BUSY), idle_since: AtomicU64::new(0), stream });
         reg.slots.insert(id, slot.clone());
-        Some(slot)
+        Ok(slot)
     }
 
     /// Removes a connection's slot and counts its close.
@@ -514,7 +521,17 @@ impl Shared {
             reg.evicting -= 1;
         }
         drop(reg);
-        self.closed.notify_all();
+        if self.waiters.load(SeqCst) > 0 {
+            self.closed.notify_all();
+        }
+    }
+
+    /// Waits on `closed` for at most `timeout`.
+    fn wait_closed<'a>(&self, reg: MutexGuard<'a, Registry>, timeout: Duration) -> MutexGuard<'a, Registry> {
+        self.waiters.fetch_add(1, SeqCst);
+        let reg = self.closed.wait_timeout(reg, timeout).unwrap_or_else(|p| p.into_inner()).0;
+        self.waiters.fetch_sub(1, SeqCst);
+        reg
     }
 
     /// Hands a connection to a parked thread, or to a new one.
@@ -566,7 +583,7 @@ impl Shared {
     }
 
     fn run(&self, job: Job, handler: &Arc<Handler>) {
-        let Job { stream, remote, slot } = job;
+        let Job { remote, slot } = job;
         // Counted as released even if our own code panics.
         struct Guard<'a>(&'a Shared, &'a Slot, Option<(CloseReason, u64)>);
         impl Drop for Guard<'_> {
@@ -577,7 +594,7 @@ impl Shared {
         }
         let mut guard = Guard(self, &slot, None);
         self.emit(&Event::Opened { id: slot.id, remote });
-        guard.2 = Some(conn::serve(stream, remote, self, &**handler, &slot));
+        guard.2 = Some(conn::serve(slot.stream.clone(), remote, self, &**handler, &slot));
     }
 
     /// Waits, parked, for the next connection; `None` when the thread should
@@ -646,7 +663,7 @@ impl Shared {
                 }
                 break;
             }
-            reg = self.closed.wait_timeout(reg, left).unwrap_or_else(|p| p.into_inner()).0;
+            reg = self.wait_closed(reg, left);
         }
         drop(reg);
         self.job_ready.notify_all();
@@ -660,17 +677,17 @@ impl Shared {
 /// that polls them without blocking.
 #[derive(Default)]
 struct Refused {
-    tx: Option<mpsc::Sender<TcpStream>>,
+    tx: Option<mpsc::Sender<Arc<TcpStream>>>,
 }
 
 impl Refused {
-    fn refuse(&mut self, stream: TcpStream, config: &Config) {
+    fn refuse(&mut self, stream: Arc<TcpStream>, config: &Config) {
         let response = Response::text("Service Unavailable: connection limit reached\n")
             .with_status(503)
             .with_header("Retry-After", config.retry_after_secs.to_string());
         let mut bytes = Vec::with_capacity(256);
         response.write_refusal(&mut bytes);
-        if stream.set_nonblocking(true).is_err() || (&stream).write(&bytes).is_err() {
+        if stream.set_nonblocking(true).is_err() || (&*stream).write(&bytes).is_err() {
             return;
         }
         let _ = stream.shutdown(Shutdown::Write);
@@ -679,7 +696,7 @@ impl Refused {
         }
     }
 
-    fn sender(&mut self) -> Option<&mpsc::Sender<TcpStream>> {
+    fn sender(&mut self) -> Option<&mpsc::Sender<Arc<TcpStream>>> {
         if self.tx.is_none() {
             let (tx, rx) = mpsc::channel();
             thread::Builder::new().name("h1serve-refused".into()).spawn(move || linger_refused(rx)).ok()?;
@@ -690,8 +707,8 @@ impl Refused {
 }
 
 /// Drains refused connections until each closes or its time is up.
-fn linger_refused(rx: mpsc::Receiver<TcpStream>) {
-    let mut lingering: Vec<(TcpStream, Instant)> = Vec::new();
+fn linger_refused(rx: mpsc::Receiver<Arc<TcpStream>>) {
+    let mut lingering: Vec<(Arc<TcpStream>, Instant)> = Vec::new();
     let mut scratch = vec![0u8; 4096];
     loop {
         if lingering.is_empty() {
@@ -708,7 +725,7 @@ fn linger_refused(rx: mpsc::Receiver<TcpStream>) {
         let now = Instant::now();
         lingering.retain_mut(|(s, deadline)| {
             loop {
-                match s.read(&mut scratch) {
+                match (&**s).read(&mut scratch) {
                     Ok(0) => return false,
                     Ok(_) => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return now < *deadline,

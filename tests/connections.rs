@@ -54,6 +54,7 @@ fn connection_close_ends_the_connection_and_nothing_after_it_is_processed() {
     assert!(r.closes(), "the response must say Connection: close");
     assert!(c.at_eof(), "the server must close after the response");
     assert_eq!(*seen.lock().unwrap(), ["/a"]);
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::ClientRequestedClose), 1);
 }
@@ -111,6 +112,7 @@ fn http10_keep_alive_is_answered_with_hints_counting_down() {
     let r = c.read_response();
     assert!(r.closes(), "the last allowed request is answered with close");
     assert!(c.at_eof());
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::RequestLimit), 1);
 }
@@ -124,6 +126,7 @@ fn handler_can_ask_to_close() {
     assert_eq!(r.header_count("connection"), 1);
     assert!(r.closes());
     assert!(c.at_eof());
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::HandlerRequestedClose), 1);
     assert_eq!(running.stats().requests, 1);
@@ -221,12 +224,14 @@ fn a_reader_shorter_or_longer_than_declared_fails_the_connection() {
     c.send("GET /short HTTP/1.1\r\nHost: x\r\n\r\n");
     let err = c.read_response_to("GET").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+    drop(c);
     // Long: exactly the declared bytes, then the connection closes, so the
     // surplus can never be read as a response.
     let mut c = Client::new(running.local_addr());
     c.send("GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /long HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().text(), "twenty byt");
     assert!(c.at_eof());
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 2);
 }
@@ -262,6 +267,7 @@ fn streamed_bodies_are_chunked_for_11_and_close_delimited_for_10() {
     assert_eq!(r.framing, "close");
     assert!(r.header("transfer-encoding").is_none() && r.closes());
     assert_eq!(r.body, expected);
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::CloseDelimitedResponse), 1);
 }
@@ -277,6 +283,7 @@ fn a_failing_stream_never_looks_complete() {
     let mut c = Client::new(running.local_addr());
     c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(c.read_response_to("GET").is_err(), "no last chunk may be sent");
+    drop(c);
     assert_all_closed(&running);
     assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 1);
 }

@@ -332,7 +332,12 @@ fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) ->
             Ok(_) => {}
         }
         left -= n as u64;
-        io.flush_if_full().map_err(|_| CloseReason::Io)?;
+        // A short read means the rest is not there yet (a pipe, a socket):
+        // send what we have, so that a slow source streams rather than
+        // holding back the head while its next read blocks. Files fill
+        // every read, so they still go out in large writes.
+        let flushed = if n < want { io.flush() } else { io.flush_if_full() };
+        flushed.map_err(|_| CloseReason::Io)?;
     }
     // One byte more would be the start of a "next response" the client
     // never asked for.

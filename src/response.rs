@@ -77,6 +77,11 @@ impl Response {
     /// connection is closed rather than send a message whose length is
     /// wrong (RFC 9112 §6.3: a short body would be read as truncated, a long
     /// one as the start of the next response).
+    ///
+    /// What the reader has is sent as it comes: a read that returns fewer
+    /// bytes than asked for flushes them, so a slow source (a pipe, an
+    /// upstream socket) streams. To answer HEAD with the length a GET would
+    /// get and no body, `from_reader(std::io::empty(), len)` declares it.
     pub fn from_reader(reader: impl Read + Send + 'static, len: u64) -> Response {
         Response { status: 200, headers: Headers::new(), content: Content::Reader { reader: Box::new(reader), len } }
     }

@@ -214,6 +214,46 @@ fn in_memory_and_reader_bodies_get_exact_content_length() {
 }
 
 #[test]
+fn a_slow_reader_body_streams_instead_of_holding_back_the_head() {
+    /// Gives "first", then waits for the test's signal, then "secnd".
+    struct Slow(u8, Mutex<mpsc::Receiver<()>>);
+    impl Read for Slow {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.0 += 1;
+            let part: &[u8] = match self.0 {
+                1 => b"first",
+                2 => {
+                    let _ = self.1.lock().unwrap().recv_timeout(PATIENCE);
+                    b"secnd"
+                }
+                _ => b"",
+            };
+            out[..part.len()].copy_from_slice(part);
+            Ok(part.len())
+        }
+    }
+    let (go_on, wait) = mpsc::channel();
+    let wait = Mutex::new(Some(wait));
+    let running = start(default_builder(), move |_| {
+        let rx = wait.lock().unwrap().take().unwrap();
+        Response::from_reader(Slow(0, Mutex::new(rx)), 10)
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The head and the first part must arrive while the reader is blocked.
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"\r\n\r\nfirst") {
+        let mut b = [0u8; 1];
+        c.reader.read_exact(&mut b).expect("the head and first part, before the rest exists");
+        seen.push(b[0]);
+    }
+    go_on.send(()).unwrap();
+    let mut rest = [0u8; 5];
+    c.reader.read_exact(&mut rest).unwrap();
+    assert_eq!(&rest, b"secnd");
+}
+
+#[test]
 fn a_reader_shorter_or_longer_than_declared_fails_the_connection() {
     let running = start(default_builder(), |req| match req.path() {
         "/short" => Response::from_reader(&b"only ten b"[..], 20),

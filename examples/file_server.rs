@@ -44,7 +44,8 @@
 //! - **Conditional requests**: `Last-Modified` (RFC 9110 §8.8.2) and
 //!   `If-Modified-Since` (RFC 9110 §13.1.3) turn a browser's revalidation of
 //!   its cached copy into a 304 with no body. HTTP dates are formatted and
-//!   parsed here with nothing but integer arithmetic on the civil calendar.
+//!   parsed (all three forms a recipient must accept) by
+//!   [`h1serve::http_date`] and [`h1serve::parse_http_date`].
 //! - **Path safety**: the path is percent-decoded strictly, `..` segments
 //!   are refused however they are spelled (`%2e%2e`, `.%2E`, `..%2f`), every
 //!   name must be a single plain path component, and the joined path is
@@ -66,7 +67,7 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::exit;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use h1serve::{Event, Method, Request, Response, Server};
 
@@ -257,7 +258,7 @@ fn file_headers(response: Response, path: &Path, meta: &Metadata) -> Response {
 
 fn with_last_modified(response: Response, meta: &Metadata) -> Response {
     match last_modified(meta) {
-        Some(secs) => response.with_header("Last-Modified", http_date(secs)),
+        Some(secs) => response.with_header("Last-Modified", h1serve::http_date(UNIX_EPOCH + Duration::from_secs(secs))),
         None => response,
     }
 }
@@ -487,124 +488,9 @@ fn not_modified(req: &Request, modified: Option<u64>) -> bool {
     let Some(modified) = modified else { return false };
     let mut values = headers.get_all_bytes("if-modified-since");
     let (Some(value), None) = (values.next(), values.next()) else { return false };
-    let Some(since) = std::str::from_utf8(value).ok().and_then(parse_http_date) else { return false };
+    let Some(since) = std::str::from_utf8(value).ok().and_then(h1serve::parse_http_date) else { return false };
+    let Ok(since) = since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()) else { return false };
     // Both sides are whole seconds: a file changed 0.5 s after the second
     // the client saw has the same `Last-Modified`, and is not modified.
-    i64::try_from(modified).is_ok_and(|m| m <= since)
-}
-
-const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const LONG_WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// Formats seconds since the epoch as an IMF-fixdate (RFC 9110 §5.6.7),
-/// such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let weekday = WEEKDAYS[(days + 4).rem_euclid(7) as usize]; // 1970-01-01 was a Thursday.
-    let rem = secs % 86_400;
-    let month = MONTHS[m as usize - 1];
-    format!("{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} GMT", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-/// Parses an HTTP-date into seconds since the epoch. Senders must use
-/// IMF-fixdate, but recipients must also accept the two obsolete forms
-/// (RFC 9110 §5.6.7):
-///
-/// ```text
-/// Sun, 06 Nov 1994 08:49:37 GMT    IMF-fixdate
-/// Sunday, 06-Nov-94 08:49:37 GMT   rfc850-date
-/// Sun Nov  6 08:49:37 1994         asctime-date
-/// ```
-fn parse_http_date(s: &str) -> Option<i64> {
-    let fields: Vec<&str> = s.split(' ').collect();
-    let (day, month, year, time) = match fields[..] {
-        [weekday, day, month, year, time, "GMT"] => {
-            check(WEEKDAYS.contains(&weekday.strip_suffix(',').unwrap_or("")) && day.len() == 2 && year.len() == 4)?;
-            (day, month, digits(year)?, time)
-        }
-        [weekday, date, time, "GMT"] => {
-            check(LONG_WEEKDAYS.contains(&weekday.strip_suffix(',').unwrap_or("")))?;
-            let mut parts = date.split('-');
-            let (Some(day), Some(month), Some(yy), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return None;
-            };
-            check(day.len() == 2 && yy.len() == 2)?;
-            (day, month, two_digit_year(digits(yy)?), time)
-        }
-        // asctime pads a one-digit day with a space: two spaces in a row.
-        [weekday, month, "", day, time, year] | [weekday, month, day, time, year] => {
-            let day_len = if fields.len() == 6 { 1 } else { 2 };
-            check(WEEKDAYS.contains(&weekday) && day.len() == day_len && year.len() == 4)?;
-            (day, month, digits(year)?, time)
-        }
-        _ => return None,
-    };
-    let month = MONTHS.iter().position(|&m| m == month)? as u32 + 1;
-    let day = digits(day)? as u32;
-    check(day >= 1 && day <= days_in_month(year, month))?;
-    let mut hms = time.split(':');
-    let (Some(h), Some(m), Some(sec), None) = (hms.next(), hms.next(), hms.next(), hms.next()) else { return None };
-    check(h.len() == 2 && m.len() == 2 && sec.len() == 2)?;
-    let (h, m, sec) = (digits(h)?, digits(m)?, digits(sec)?);
-    // 60 allows a leap second.
-    check(h < 24 && m < 60 && sec <= 60)?;
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-fn check(ok: bool) -> Option<()> {
-    ok.then_some(())
-}
-
-/// A run of ASCII digits (no sign, no spaces) as a number.
-fn digits(s: &str) -> Option<i64> {
-    check(!s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit()))?;
-    s.parse().ok()
-}
-
-/// RFC 9110 §5.6.7: a two-digit year that would be more than 50 years in
-/// the future is the most recent past year with those last two digits.
-fn two_digit_year(yy: i64) -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let this_year = civil_from_days((now / 86_400) as i64).0;
-    let year = this_year - this_year % 100 + yy;
-    if year > this_year + 50 { year - 100 } else { year }
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar,
-/// counted in eras of 400 years, each 146 097 days long, with years
-/// starting on March 1 so the leap day falls at the end (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((month + 9) % 12); // March = 0 ... February = 11
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`]: (year, month 1-12, day 1-31).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+    modified <= since
 }

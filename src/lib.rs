@@ -112,6 +112,7 @@ mod server;
 
 pub use body::Body;
 pub use config::Builder;
+pub use date::{http_date, parse_http_date};
 pub use error::{CloseReason, RequestError};
 pub use headers::{HOP_BY_HOP, Headers, InvalidHeader};
 pub use request::{Method, Request, Version};

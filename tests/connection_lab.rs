@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -25,14 +25,7 @@ struct Run {
 
 /// Runs the example with `args`, killing it if it runs past `DEADLINE`.
 fn run_lab(args: &[&str]) -> Run {
-    let path = example_path("connection_lab");
-    let mut child = Command::new(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()));
+    let mut child = start_example_process("connection_lab", args);
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let stderr = thread::spawn(move || {
         let mut s = String::new();

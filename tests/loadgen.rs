@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc;
@@ -47,14 +47,7 @@ impl Run {
 /// Runs loadgen with `args` and waits for it (its run is bounded by its
 /// own `-d`; PATIENCE turns a hang into a failure).
 fn loadgen(args: &[&str]) -> Run {
-    let path = example_path("loadgen");
-    let child = Command::new(&path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()));
+    let child = start_example_process("loadgen", args);
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || tx.send(child.wait_with_output()));
     let out = rx.recv_timeout(PATIENCE).expect("loadgen did not finish").expect("loadgen's output");

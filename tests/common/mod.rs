@@ -224,18 +224,23 @@ pub fn example_path(name: &str) -> std::path::PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-/// Starts an example with `args` and waits for its first line,
-/// `listening on http://HOST:PORT`, which gives its address.
-pub fn spawn_example(name: &str, args: &[&str]) -> Example {
+/// Starts an example with `args`, stdin empty, stdout and stderr piped.
+pub fn start_example_process(name: &str, args: &[&str]) -> std::process::Child {
     use std::process::{Command, Stdio};
     let path = example_path(name);
-    let mut child = Command::new(&path)
+    Command::new(&path)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()))
+}
+
+/// Starts an example with `args` and waits for its first line,
+/// `listening on http://HOST:PORT`, which gives its address.
+pub fn spawn_example(name: &str, args: &[&str]) -> Example {
+    let mut child = start_example_process(name, args);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).expect("first line");

@@ -174,8 +174,16 @@ impl Conn<'_> {
     /// Queues the error response for `e`; the connection then closes.
     fn reject(&mut self, e: RequestError, reason: CloseReason) -> CloseReason {
         self.shared.emit(&Event::Refused { id: self.slot.id, error: e });
-        error_response(e).write_refusal(&mut self.io.wbuf);
-        reason
+        let response = error_response(e);
+        let framing = ResponseFraming::Length(response.body_len().unwrap_or(0));
+        // A refused HEAD still gets no body (RFC 9110 §9.3.2): a pipelining
+        // client would read it as the start of the next response. The
+        // method is known if the request line got that far (else GET).
+        let is_head = self.head.method == Method::Head;
+        match self.write_response(response, framing, ConnectionField::Close, is_head) {
+            Ok(()) => reason,
+            Err(io_failed) => io_failed,
+        }
     }
 
     /// Runs the handler for the request in `self.head` and writes its

@@ -123,6 +123,9 @@ impl HeadParser {
         head: &mut RequestHead,
     ) -> Result<Option<usize>, RequestError> {
         if self.pos == 0 {
+            // Nothing of the previous request may show through if this one
+            // fails half-way (a refusal of a HEAD request has no body).
+            head.method = Method::default();
             head.headers.clear();
         }
         while self.pos < buf.len() {

@@ -682,9 +682,9 @@ struct Refused {
 
 impl Refused {
     fn refuse(&mut self, stream: Arc<TcpStream>, config: &Config) {
-        let response = Response::text("Service Unavailable: connection limit reached\n")
-            .with_status(503)
-            .with_header("Retry-After", config.retry_after_secs.to_string());
+        // No body: the request was not read, so whether it is a HEAD
+        // (which must get none, RFC 9110 §9.3.2) is unknown.
+        let response = Response::status(503).with_header("Retry-After", config.retry_after_secs.to_string());
         let mut bytes = Vec::with_capacity(256);
         response.write_refusal(&mut bytes);
         if stream.set_nonblocking(true).is_err() || (&*stream).write(&bytes).is_err() {

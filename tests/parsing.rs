@@ -80,6 +80,23 @@ fn malformed_requests_get_their_status_and_a_graceful_close() {
 }
 
 #[test]
+fn refusals_of_head_requests_carry_no_body() {
+    let running = start(Server::builder().max_body_bytes(10), |_| Response::text("handled"));
+    for request in ["HEAD / HTTP/1.1\r\n\r\n", "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"] {
+        let mut c = Client::new(running.local_addr());
+        c.send(request);
+        let r = c.read_response_to("HEAD").unwrap();
+        assert!(r.status >= 400 && r.closes(), "{r:?}");
+        assert!(r.header("content-length").is_some_and(|n| n != "0"), "the length a GET would get");
+        assert_eq!(c.rest().unwrap(), b"", "no body after the head of a refused HEAD");
+    }
+    // A request line broken before its method is known is answered as GET.
+    let out = exchange_until_close(running.local_addr(), b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n\x16\x03");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("HTTP/1.1 200 OK") && text.ends_with("Bad Request: invalid method character\n"), "{text}");
+}
+
+#[test]
 fn header_names_match_ascii_case_insensitively() {
     let running = start(default_builder(), |req| {
         Response::text(format!("{:?} {:?}", req.header("x-token"), req.header("X-TOKEN")))

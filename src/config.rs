@@ -139,9 +139,9 @@ impl Builder {
         self
     }
 
-    /// Deadline for a whole request head, counted from its first byte, not
-    /// per read: a client trickling a byte at a time cannot hold a thread
-    /// (slowloris). On expiry the client gets 408. Default 10 s.
+    /// Deadline for a whole request head, counted from when its first bytes
+    /// are in hand, not per read: a client trickling a byte at a time cannot
+    /// hold a thread (slowloris). On expiry the client gets 408. Default 10 s.
     pub fn header_timeout(mut self, timeout: Duration) -> Builder {
         self.config.header_timeout = timeout;
         self

@@ -127,9 +127,6 @@ impl Conn<'_> {
             if self.io.rbuf.is_empty() {
                 self.wait_for_request()?;
             }
-            // The header deadline runs from the first byte of the head, not
-            // per read: a client trickling bytes cannot extend it.
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
             match self.parser.parse(self.io.rbuf.data(), &limits, &mut self.head) {
                 Ok(Some(len)) => {
                     self.io.rbuf.consume(len);
@@ -138,6 +135,12 @@ impl Conn<'_> {
                 Ok(None) => {}
                 Err(e) => return Err(Stop::Reject(e, CloseReason::BadRequest)),
             }
+            // The head has begun and is not complete: from now on, the rest
+            // must arrive by one deadline, not within a timeout per read, so
+            // a client trickling bytes cannot extend it. (Taken here rather
+            // than at the first byte: a head that arrives whole, the usual
+            // case, then costs no clock reading.)
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + cfg.header_timeout);
             match self.io.fill_by(deadline) {
                 Ok(0) => return Err(Stop::Close(CloseReason::Io)),
                 Ok(_) => {}
@@ -268,12 +271,13 @@ impl Conn<'_> {
         is_head: bool,
     ) -> Result<(), CloseReason> {
         response.write_head(framing, conn, &mut self.io.wbuf);
+        let content = response.into_content();
         let io_failed = |_| CloseReason::Io;
         // RFC 9110 §9.3.2: HEAD gets the head a GET would get, no body.
         if is_head || framing == ResponseFraming::NoBody {
             return self.io.flush_if_full().map_err(io_failed);
         }
-        match response.content {
+        match content {
             Content::Empty => {}
             Content::Bytes(b) => self.io.write_body(&b).map_err(io_failed)?,
             Content::Reader { reader, len } => copy_exact(&mut self.io, reader, len)?,

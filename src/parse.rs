@@ -24,7 +24,7 @@
 //! * The version must be exactly `HTTP/` DIGIT `.` DIGIT (§2.3).
 
 use crate::error::RequestError;
-use crate::headers::{is_field_vchar, is_tchar};
+use crate::headers::{is_field_value_byte, is_field_vchar, is_target_byte, is_tchar};
 use crate::request::{Method, RequestHead, Version};
 
 /// Bounds on the head, each answered with its own status.
@@ -70,8 +70,10 @@ pub(crate) struct HeadParser {
     pos: usize,
     /// Where the current token (method, target, name, value) started.
     mark: usize,
-    /// Where the request line started (after skipped empty lines).
+    /// Where the request line started (after skipped empty lines), and its
+    /// length once it ended.
     line_start: usize,
+    request_line_len: usize,
     /// Start and end of the current field name.
     name_start: usize,
     name_end: usize,
@@ -81,6 +83,11 @@ pub(crate) struct HeadParser {
 
 const VERSION_PREFIX: &[u8; 8] = b"HTTP/x.y";
 
+/// `HTTP/1.1` or `HTTP/1.0` followed by CRLF.
+fn is_common_version(b: &[u8]) -> bool {
+    matches!(b, b"HTTP/1.1\r\n" | b"HTTP/1.0\r\n")
+}
+
 impl Default for HeadParser {
     fn default() -> HeadParser {
         HeadParser::new()
@@ -89,7 +96,16 @@ impl Default for HeadParser {
 
 impl HeadParser {
     pub(crate) fn new() -> HeadParser {
-        HeadParser { state: State::Start, pos: 0, mark: 0, line_start: 0, name_start: 0, name_end: 0, version: [0; 2] }
+        HeadParser {
+            state: State::Start,
+            pos: 0,
+            mark: 0,
+            line_start: 0,
+            request_line_len: 0,
+            name_start: 0,
+            name_end: 0,
+            version: [0; 2],
+        }
     }
 
     /// Parses a field section alone, as in the trailer section of a chunked
@@ -128,31 +144,39 @@ impl HeadParser {
             head.method = Method::default();
             head.headers.clear();
         }
-        while self.pos < buf.len() {
-            self.step(buf, head)?;
-            self.check_limits(limits, head)?;
-            if self.state == State::Done {
-                return Ok(Some(self.pos));
+        let stepped = loop {
+            if self.state == State::Done || self.pos >= buf.len() {
+                break Ok(());
             }
+            if let Err(e) = self.step(buf, head) {
+                break Err(e);
+            }
+        };
+        // Limits are checked once per call rather than per byte; a head over
+        // a limit gets the limit's status whatever else is wrong with it.
+        if let Some(e) = self.over_limit(limits, head) {
+            return Err(e);
         }
-        Ok(None)
+        stepped?;
+        Ok((self.state == State::Done).then_some(self.pos))
     }
 
-    fn check_limits(&self, limits: &HeadLimits, head: &RequestHead) -> Result<(), RequestError> {
+    fn over_limit(&self, limits: &HeadLimits, head: &RequestHead) -> Option<RequestError> {
         let in_request_line = matches!(
             self.state,
             State::Method | State::Target | State::Version(_) | State::RequestLineCr | State::RequestLineLf
         );
-        if in_request_line && self.pos - self.line_start > limits.request_line {
+        let line_len = if in_request_line { self.pos - self.line_start } else { self.request_line_len };
+        if line_len > limits.request_line {
             // RFC 9112 §3: a server that receives a request-target longer
             // than any URI it wishes to parse MUST respond with 414.
-            return Err(RequestError::UriTooLong);
+            return Some(RequestError::UriTooLong);
         }
         if self.pos > limits.head_bytes || head.headers.len() > limits.fields {
             // RFC 6585 §5: 431 Request Header Fields Too Large.
-            return Err(RequestError::HeaderFieldsTooLarge);
+            return Some(RequestError::HeaderFieldsTooLarge);
         }
-        Ok(())
+        None
     }
 
     /// Advances over at least one byte of `buf[self.pos..]`.
@@ -194,7 +218,7 @@ impl HeadParser {
             State::Target => {
                 // Visible ASCII only; SP ends the target, so a second SP or a
                 // control character is an error.
-                let end = self.scan(buf, |c| matches!(c, 0x21..=0x7e));
+                let end = self.scan(buf, is_target_byte);
                 if end == buf.len() {
                     self.pos = end;
                     return Ok(());
@@ -210,6 +234,13 @@ impl HeadParser {
                     _ => return Err(Bad("invalid character in request target")),
                 }
                 self.pos = end;
+            }
+            State::Version(0) if buf.len() >= self.pos + 10 && is_common_version(&buf[self.pos..self.pos + 10]) => {
+                // The usual case whole: "HTTP/1.1\r\n" (or 1.0) in one step.
+                self.version = [1, buf[self.pos + 7] - b'0'];
+                // To the CR; the step's own advance moves past it.
+                self.pos += 8;
+                self.state = State::RequestLineLf;
             }
             State::Version(i) => {
                 let i = i as usize;
@@ -242,6 +273,7 @@ impl HeadParser {
                     // Another major version: 505 HTTP Version Not Supported.
                     _ => return Err(RequestError::VersionNotSupported),
                 };
+                self.request_line_len = self.pos - self.line_start;
                 self.state = State::LineStart;
             }
             State::LineStart => match b {
@@ -287,7 +319,7 @@ impl HeadParser {
                 _ => return Err(Bad("control character in field value")),
             },
             State::Value => {
-                let end = self.scan(buf, |c| is_field_vchar(c) || c == b' ' || c == b'\t');
+                let end = self.scan(buf, is_field_value_byte);
                 if end == buf.len() {
                     self.pos = end;
                     return Ok(());

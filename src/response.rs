@@ -57,12 +57,21 @@ impl Response {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        Response::bytes(bytes).with_header("Content-Type", "text/plain; charset=utf-8")
+        Response::bytes(bytes).with_content_type(b"text/plain; charset=utf-8")
     }
 
     /// 200 with a `text/html; charset=utf-8` body.
     pub fn html(body: impl Into<Cow<'static, str>>) -> Response {
-        Response::text(body).with_header_replaced("Content-Type", "text/html; charset=utf-8")
+        let mut r = Response::text(body);
+        r.headers.clear();
+        r.with_content_type(b"text/html; charset=utf-8")
+    }
+
+    /// Adds a `Content-Type` known to be valid (skips the check that
+    /// [`Response::with_header`] makes of outside values).
+    fn with_content_type(mut self, value: &'static [u8]) -> Response {
+        self.headers.push_unchecked(b"Content-Type", value);
+        self
     }
 
     /// 200 with a body of bytes, and no `Content-Type` (add one with
@@ -126,11 +135,6 @@ impl Response {
         self
     }
 
-    fn with_header_replaced(mut self, name: &str, value: &str) -> Response {
-        self.headers.insert(name, value);
-        self
-    }
-
     /// The status code.
     pub fn status_code(&self) -> u16 {
         self.status
@@ -158,6 +162,13 @@ impl Response {
         }
     }
 
+    /// The body, once the head is written; the fields' storage goes to the
+    /// next response made on this thread.
+    pub(crate) fn into_content(self) -> Content {
+        self.headers.recycle();
+        self.content
+    }
+
     /// True if the handler asked to close the connection.
     pub(crate) fn wants_close(&self) -> bool {
         self.headers.has_token("connection", "close")
@@ -174,9 +185,10 @@ impl Response {
 
     /// Writes the status line and header section to `out`.
     pub(crate) fn write_head(&self, framing: ResponseFraming, conn: ConnectionField, out: &mut Vec<u8>) {
+        let s = self.status;
+        // Three digits, as RFC 9112 §4 requires (checked at construction).
         out.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(out, u64::from(self.status));
-        out.push(b' ');
+        out.extend_from_slice(&[b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8, b' ']);
         out.extend_from_slice(reason_phrase(self.status).as_bytes());
         out.extend_from_slice(b"\r\n");
         if !self.headers.contains("date") {
@@ -184,11 +196,11 @@ impl Response {
             out.extend_from_slice(&date::now());
             out.extend_from_slice(b"\r\n");
         }
-        for (name, value) in self.headers.iter() {
+        for (name, value) in self.headers.iter_raw() {
             if is_server_owned(name) {
                 continue;
             }
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
@@ -230,8 +242,10 @@ pub(crate) enum ConnectionField {
 }
 
 /// Fields the server writes itself.
-fn is_server_owned(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection", "keep-alive"].iter().any(|n| n.eq_ignore_ascii_case(name))
+fn is_server_owned(name: &[u8]) -> bool {
+    [&b"content-length"[..], b"transfer-encoding", b"connection", b"keep-alive"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 fn check_status(code: u16) -> u16 {

@@ -203,8 +203,10 @@ impl Builder {
     }
 
     /// Stack size of connection threads. Default 256 KiB: only touched pages
-    /// count in memory, and the server itself needs a few KiB; raise it if
-    /// handlers recurse deeply or keep large arrays on the stack.
+    /// count in memory, and the server itself touches two pages (8 KiB) of
+    /// an idle connection's stack; an idle connection costs about 11 KiB in
+    /// all. Raise it if handlers recurse deeply or keep large arrays on the
+    /// stack.
     pub fn thread_stack_size(mut self, bytes: usize) -> Builder {
         self.config.thread_stack_size = bytes;
         self

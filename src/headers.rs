@@ -153,8 +153,8 @@ impl Headers {
         match SPARE.take() {
             Some((bytes, fields)) => (self.bytes, self.fields) = (bytes, fields),
             None => {
-                self.bytes.reserve(256);
-                self.fields.reserve(8);
+                self.bytes.reserve(128);
+                self.fields.reserve(6);
             }
         }
     }

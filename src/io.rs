@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// hundred bytes (a browser's, with cookies, one or two KiB); the buffer
 /// doubles, up to the head limit, only when a head needs it. Every idle
 /// connection holds one, so its size is most of a connection's heap.
-const READ_BUF_INITIAL: usize = 1024;
+const READ_BUF_INITIAL: usize = 512;
 /// An idle connection whose read buffer grew past this gives it back.
 const READ_BUF_KEEP: usize = 8 * 1024;
 /// Responses are flushed once this much is buffered, even if more pipelined

@@ -169,12 +169,26 @@ impl Transport {
 
     /// As `fill`, with a deadline rather than a timeout: an expired
     /// deadline is a timeout error without a read.
+    ///
+    /// The time left is rounded down to a tenth of a second before it
+    /// becomes the socket's timeout, so that successive reads of one
+    /// message (a head arriving in pieces) reuse the setting instead of
+    /// paying a system call each; a read that times out before the deadline
+    /// is simply tried again.
     pub(crate) fn fill_by(&mut self, deadline: Instant) -> io::Result<usize> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+        const STEP: u128 = 100_000_000; // ns
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let coarse = left.as_nanos() / STEP * STEP;
+            let timeout = if coarse == 0 { left } else { Duration::from_nanos(coarse as u64) };
+            match self.fill(timeout) {
+                Err(e) if is_timeout(&e) && Instant::now() < deadline => continue,
+                r => return r,
+            }
         }
-        self.fill(left)
     }
 
     /// Reads into `out` (up to its length): from the read buffer if it has

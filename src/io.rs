@@ -32,6 +32,8 @@ pub(crate) struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read filled all the free space: there was more to read.
+    last_read_filled: bool,
 }
 
 impl ReadBuf {
@@ -65,18 +67,35 @@ impl ReadBuf {
     /// Free space after the data, making room by moving the data to the
     /// front or growing. The unconsumed bytes keep their order; callers that
     /// hold offsets hold them relative to `data()`.
+    ///
+    /// It grows when the data fills it (a head longer than the buffer), and
+    /// also, up to [`READ_BUF_KEEP`], when the last read filled all the
+    /// space it was given: the client sends more per write than fits (a
+    /// pipelined batch), and reading it in pieces would cost a read and a
+    /// half-parsed head per batch.
     fn spare(&mut self) -> &mut [u8] {
-        if self.end == self.buf.len() {
+        let grow_for_batches = self.last_read_filled && self.buf.len() < READ_BUF_KEEP;
+        self.last_read_filled = false;
+        if self.end == self.buf.len() || grow_for_batches {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-            } else {
+            }
+            // Still full: the unconsumed data alone fills the buffer (a head
+            // or trailer section, which the parser's limits bound).
+            if self.end == self.buf.len() || grow_for_batches {
                 let new_len = (self.buf.len() * 2).max(READ_BUF_INITIAL);
                 self.buf.resize(new_len, 0);
             }
         }
         &mut self.buf[self.end..]
+    }
+
+    /// Records a read of `n` bytes into the space `spare` gave.
+    fn filled(&mut self, n: usize) {
+        self.last_read_filled = n > 0 && self.end + n == self.buf.len();
+        self.end += n;
     }
 
     /// The whole buffer as scratch space, discarding its contents: for the
@@ -163,7 +182,7 @@ impl Transport {
         self.set_read_timeout(timeout)?;
         let spare = self.rbuf.spare();
         let n = retry_interrupted(|| (&*self.stream).read(spare))?;
-        self.rbuf.end += n;
+        self.rbuf.filled(n);
         Ok(n)
     }
 
@@ -270,7 +289,7 @@ mod tests {
                 expected.push(next);
                 next = next.wrapping_add(1);
             }
-            rb.end += n;
+            rb.filled(n);
             let take = (round * 7) % (rb.data().len() + 1);
             let mut out = vec![0; take];
             assert_eq!(rb.copy_to(&mut out), take);
@@ -278,6 +297,23 @@ mod tests {
             expected.drain(..take);
             assert_eq!(rb.data(), &expected[..]);
         }
+    }
+
+    #[test]
+    fn read_buffer_grows_for_batches_only_up_to_the_idle_bound() {
+        let mut rb = ReadBuf::default();
+        // Every read fills the space given, and the reader consumes it all.
+        for _ in 0..20 {
+            let n = rb.spare().len();
+            rb.filled(n);
+            rb.consume(n);
+        }
+        assert_eq!(rb.buf.len(), READ_BUF_KEEP);
+        // A read that leaves room does not make it grow.
+        let n = rb.spare().len() - 1;
+        rb.filled(n);
+        rb.consume(n);
+        assert_eq!(rb.spare().len(), READ_BUF_KEEP);
     }
 
     #[test]

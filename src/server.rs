@@ -90,7 +90,8 @@ pub struct Stats {
     /// Open connections waiting for their next request.
     pub idle: usize,
     /// Open connections reading a request, running a handler, writing a
-    /// response, or closing.
+    /// response, or closing (including those being closed for eviction or
+    /// shutdown, which no longer count against the cap).
     pub busy: usize,
     /// Connections accepted since start (including those refused).
     pub accepted: u64,

@@ -123,6 +123,7 @@ impl Conn<'_> {
         let limits = cfg.head_limits();
         self.parser.reset();
         let mut deadline = None;
+        let mut skipped = 0;
         loop {
             if self.io.rbuf.is_empty() {
                 self.wait_for_request()?;
@@ -134,6 +135,19 @@ impl Conn<'_> {
                 }
                 Ok(None) => {}
                 Err(e) => return Err(Stop::Reject(e, CloseReason::BadRequest)),
+            }
+            if let Some(len) = self.parser.empty_lines_only() {
+                // Only empty lines so far: no request has begun, so the
+                // connection is still idle (no header deadline, no 408).
+                // They count towards the head limit all the same, or a
+                // client could stream CRLFs forever.
+                skipped += len;
+                if skipped > cfg.max_head_bytes {
+                    return Err(Stop::Reject(RequestError::HeaderFieldsTooLarge, CloseReason::BadRequest));
+                }
+                self.io.rbuf.consume(len);
+                self.parser.reset();
+                continue;
             }
             // The head has begun and is not complete: from now on, the rest
             // must arrive by one deadline, not within a timeout per read, so
@@ -333,10 +347,15 @@ fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) ->
         let start = io.wbuf.len();
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(COPY_CHUNK);
         io.wbuf.resize(start + want, 0);
-        let read = reader.read(&mut io.wbuf[start..]);
-        let n = *read.as_ref().unwrap_or(&0);
+        let read = read_guarded(&mut reader, &mut io.wbuf[start..]);
+        let n = match &read {
+            Ok(Ok(n)) => *n,
+            _ => 0,
+        };
+        // Whatever happened, only the bytes read stay in the buffer (the
+        // rest of the zeroed space would otherwise go out as body).
         io.wbuf.truncate(start + n);
-        match read {
+        match read? {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // Short or failed: the head promised `len` bytes. Closing is the
             // only way left to tell the client the body is incomplete.
@@ -353,10 +372,16 @@ fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) ->
     }
     // One byte more would be the start of a "next response" the client
     // never asked for.
-    match reader.read(&mut [0u8; 1]) {
+    match read_guarded(&mut reader, &mut [0u8; 1])? {
         Ok(0) => Ok(()),
         _ => Err(CloseReason::ResponseBodyError),
     }
+}
+
+/// One read of a response body's reader: the handler's code, so a panic in
+/// it costs the connection (`HandlerPanicked`), not the thread.
+fn read_guarded(reader: &mut Box<dyn Read + Send>, out: &mut [u8]) -> Result<io::Result<usize>, CloseReason> {
+    panic::catch_unwind(AssertUnwindSafe(|| reader.read(out))).map_err(|_| CloseReason::HandlerPanicked)
 }
 
 /// The writer handed to [`Response::stream`] bodies: chunked framing for

@@ -297,8 +297,8 @@ const fn classes() -> [u8; 256] {
         // `field-vchar = VCHAR / obs-text` (RFC 9110 §5.5).
         let field_vchar = matches!(b, 0x21..=0x7e | 0x80..=0xff);
         // A request target is visible ASCII (RFC 3986 percent-encodes the
-        // rest; RFC 9112 §3.2).
-        let target = matches!(b, 0x21..=0x7e);
+        // rest) without `#`: no form of RFC 9112 §3.2 has a fragment.
+        let target = matches!(b, 0x21..=0x7e) && b != b'#';
         table[i] = (tchar as u8 * TCHAR) | (field_vchar as u8 * FIELD_VCHAR) | (target as u8 * TARGET);
         i += 1;
     }

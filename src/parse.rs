@@ -127,6 +127,15 @@ impl HeadParser {
         *self = HeadParser::new();
     }
 
+    /// If everything parsed so far is empty lines (CRLF) before a request
+    /// line, how many bytes they take: the connection can consume them and
+    /// go back to waiting, idle, for the request itself (RFC 9112 §2.2 asks
+    /// a server to ignore at least one such line, as some clients send a
+    /// CRLF after a request body).
+    pub(crate) fn empty_lines_only(&self) -> Option<usize> {
+        (self.state == State::Start && self.pos > 0).then_some(self.pos)
+    }
+
     /// Parses `buf`, which holds the head received so far from its first
     /// byte on (it may hold more: the body or the next request). On success
     /// returns the length of the head, and `head` holds the request line and
@@ -491,6 +500,8 @@ mod tests {
         for prefix in [&b"GET /a\x01"[..], b"GET / HTTX", b"GET / HTTP/1.1\r\nBad Name", b"GET / HTTP/1.1\r\n "] {
             assert_eq!(status(prefix), 400, "{:?}", String::from_utf8_lossy(prefix));
         }
+        // A fragment has no place in a request target (RFC 9112 §3.2).
+        assert_eq!(status(b"GET /a#frag HTTP/1.1\r\n\r\n"), 400);
         // Incomplete and still valid: no answer yet.
         for prefix in [&b"G"[..], b"GET / HTTP/1.", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\r\n"] {
             assert_eq!(status(prefix), 0, "{:?}", String::from_utf8_lossy(prefix));

@@ -205,17 +205,18 @@ impl fmt::Debug for Request<'_> {
 }
 
 /// Splits a request target into path and query (RFC 9112 §3.2). For the
-/// absolute form the scheme and authority are skipped first.
+/// absolute form (`scheme ":" hier-part`, RFC 3986 §3) the scheme, and the
+/// authority after `//`, are skipped first; the scheme ends at the first
+/// `:`, so a `://` inside the query is never mistaken for it.
 pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
-    let rest = match target.find("://") {
-        Some(i) if !target.starts_with('/') => {
-            let after = &target[i + 3..];
-            match after.find(['/', '?']) {
-                Some(j) => &after[j..],
-                None => "",
-            }
+    let rest = if target.starts_with('/') || target == "*" {
+        target
+    } else {
+        let after_scheme = target.split_once(':').map_or(target, |(_, rest)| rest);
+        match after_scheme.strip_prefix("//") {
+            Some(authority_and_path) => authority_and_path.find(['/', '?']).map_or("", |i| &authority_and_path[i..]),
+            None => after_scheme,
         }
-        _ => target,
     };
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -237,6 +238,9 @@ mod tests {
         assert_eq!(split_target("http://h?q"), ("/", Some("q")));
         assert_eq!(split_target("/a?b=http://x"), ("/a", Some("b=http://x")));
         assert_eq!(split_target("*"), ("*", None));
+        // The scheme ends at the first colon: "://" in the query is data.
+        assert_eq!(split_target("http:/public?x=://h/admin"), ("/public", Some("x=://h/admin")));
+        assert_eq!(split_target("http://h/p?next=http://evil/x"), ("/p", Some("next=http://evil/x")));
     }
 
     #[test]

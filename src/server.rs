@@ -472,7 +472,10 @@ impl Shared {
 
     pub(crate) fn emit(&self, event: &Event<'_>) {
         if let Some(hook) = &self.config.on_event {
-            hook(event);
+            // A panicking hook loses its event, nothing else: it runs on the
+            // connection's thread, and from the drop guard that releases a
+            // slot, where a second panic would abort the process.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
         }
     }
 
@@ -516,7 +519,6 @@ impl Shared {
     /// Removes a connection's slot and counts its close.
     fn release(&self, slot: &Slot, reason: CloseReason, requests: u64) {
         self.closes[reason.index()].fetch_add(1, SeqCst);
-        self.emit(&Event::Closed { id: slot.id, reason, requests });
         let mut reg = self.lock_registry();
         if reg.slots.remove(&slot.id).is_some() && slot.state.load(SeqCst) == EVICTED {
             reg.evicting -= 1;
@@ -525,6 +527,7 @@ impl Shared {
         if self.waiters.load(SeqCst) > 0 {
             self.closed.notify_all();
         }
+        self.emit(&Event::Closed { id: slot.id, reason, requests });
     }
 
     /// Waits on `closed` for at most `timeout`.
@@ -556,11 +559,18 @@ impl Shared {
             .name("h1serve-conn".into())
             .stack_size(self.config.thread_stack_size)
             .spawn(move || {
+                // Counted down however the thread ends, panics included.
+                struct Alive<'a>(&'a AtomicUsize);
+                impl Drop for Alive<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, SeqCst);
+                    }
+                }
+                let _alive = Alive(&shared.threads);
                 let first = inner.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(job) = first {
                     shared.worker(job, &handler);
                 }
-                shared.threads.fetch_sub(1, SeqCst);
             });
         match spawned {
             Ok(_) => Ok(()),
@@ -678,7 +688,7 @@ impl Shared {
 /// that polls them without blocking.
 #[derive(Default)]
 struct Refused {
-    tx: Option<mpsc::Sender<Arc<TcpStream>>>,
+    tx: Option<mpsc::SyncSender<Arc<TcpStream>>>,
 }
 
 impl Refused {
@@ -692,14 +702,16 @@ impl Refused {
             return;
         }
         let _ = stream.shutdown(Shutdown::Write);
+        // When the lingering thread is full, the socket is dropped here:
+        // the bound on refused sockets held matters more than their close.
         if let Some(tx) = self.sender() {
-            let _ = tx.send(stream);
+            let _ = tx.try_send(stream);
         }
     }
 
-    fn sender(&mut self) -> Option<&mpsc::Sender<Arc<TcpStream>>> {
+    fn sender(&mut self) -> Option<&mpsc::SyncSender<Arc<TcpStream>>> {
         if self.tx.is_none() {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(REFUSED_MAX);
             thread::Builder::new().name("h1serve-refused".into()).spawn(move || linger_refused(rx)).ok()?;
             self.tx = Some(tx);
         }
@@ -724,16 +736,13 @@ fn linger_refused(rx: mpsc::Receiver<Arc<TcpStream>>) {
             }
         }
         let now = Instant::now();
-        lingering.retain_mut(|(s, deadline)| {
-            loop {
-                match (&**s).read(&mut scratch) {
-                    Ok(0) => return false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return now < *deadline,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return false,
-                }
-            }
+        // One read per socket per pass, so that a client that keeps sending
+        // cannot hold this thread; each goes at its deadline regardless.
+        lingering.retain_mut(|(s, deadline)| match (&**s).read(&mut scratch) {
+            Ok(0) => false,
+            Ok(_) => now < *deadline,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => now < *deadline,
+            Err(_) => false,
         });
         if !lingering.is_empty() {
             thread::sleep(Duration::from_millis(10));

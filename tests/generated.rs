@@ -346,10 +346,11 @@ fn gen_request(rng: &mut Rng, opts: &GenOptions, last: bool) -> GenRequest {
         // A close-delimited response would end the connection early.
         (kind, prefix) = KINDS[0];
     }
-    let mut target = format!("{prefix}/{}", token(rng, 8));
+    // Any token character but `#`: a request target has no fragment.
+    let mut target = format!("{prefix}/{}", token(rng, 8).replace('#', "-"));
     if rng.chance(1, 3) {
         target.push('?');
-        target.push_str(&String::from_utf8_lossy(&field_value(rng, 16, false)).replace([' ', '\t'], "+"));
+        target.push_str(&String::from_utf8_lossy(&field_value(rng, 16, false)).replace([' ', '\t', '#'], "+"));
     }
     let version = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
 

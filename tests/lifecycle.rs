@@ -353,3 +353,59 @@ fn a_client_that_never_reads_cannot_stall_others() {
     let err = TcpStream::connect(running.local_addr()).and_then(|mut s| s.write_all(b"x")).err();
     assert!(err.is_none_or(|e| e.kind() != ErrorKind::ConnectionRefused));
 }
+
+#[test]
+fn empty_lines_between_requests_leave_the_connection_idle() {
+    // Some clients send CRLF after a request body (RFC 9112 §2.2 asks the
+    // server to ignore it). It must not start the header deadline: with a
+    // 200 ms header timeout, a 408 would arrive well within 600 ms.
+    let running = start(
+        Server::builder().header_timeout(Duration::from_millis(200)).idle_timeout(Duration::from_secs(30)),
+        |req| Response::bytes(req.read_body().unwrap()),
+    );
+    let mut c = Client::new(running.local_addr());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\n");
+    assert_eq!(c.read_response().text(), "hi");
+    c.stream().set_read_timeout(Some(Duration::from_millis(600))).unwrap();
+    let mut probe = [0u8; 1];
+    let early = c.stream().peek(&mut probe);
+    assert!(matches!(&early, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)), "{early:?}");
+    c.stream().set_read_timeout(Some(PATIENCE)).unwrap();
+    c.send("\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+    assert_eq!(running.stats().closes(CloseReason::HeaderTimeout), 0);
+}
+
+#[test]
+fn panics_in_body_readers_and_event_hooks_cost_only_the_connection() {
+    struct Exploding;
+    impl Read for Exploding {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            panic!("the body's reader fails")
+        }
+    }
+    let running = start(
+        Server::builder().on_event(|e| {
+            if matches!(e, Event::Closed { .. } | Event::Idle { .. }) {
+                panic!("the hook fails");
+            }
+        }),
+        |req| if req.path() == "/boom" { Response::from_reader(Exploding, 10) } else { Response::text("ok") },
+    );
+    for _ in 0..3 {
+        let mut c = Client::new(running.local_addr());
+        c.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.read_response_to("GET");
+        assert!(r.is_err(), "the body cannot look complete: {r:?}");
+    }
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "ok");
+    drop(c);
+    assert!(
+        running.handle().wait_until(PATIENCE, |s| s.open == 0 && s.threads == s.parked && s.closed() == 4),
+        "{:?}",
+        running.stats()
+    );
+    assert_eq!(running.stats().closes(CloseReason::HandlerPanicked), 3);
+}

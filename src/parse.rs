@@ -16,11 +16,13 @@
 //!   disagree about where a message ends.
 //! * Empty lines before the request line are skipped (§2.2 says at least
 //!   one SHOULD be); they count towards the header section size limit.
+//!   Between requests the connection consumes them and stays idle.
 //! * Whitespace between the request line and the first field, obs-fold, and
 //!   whitespace between a field name and its colon are rejected (§2.2,
 //!   §5.1, §5.2).
 //! * The request target must be visible ASCII (RFC 3986 percent-encodes
-//!   everything else); field values may carry obs-text (0x80–0xFF).
+//!   everything else) without `#`, since no target form has a fragment;
+//!   field values may carry obs-text (0x80–0xFF).
 //! * The version must be exactly `HTTP/` DIGIT `.` DIGIT (§2.3).
 
 use crate::error::RequestError;

@@ -517,8 +517,13 @@ impl Shared {
     }
 
     /// Removes a connection's slot and counts its close.
+    ///
+    /// The close is counted and reported before the slot goes, so that
+    /// whoever sees the connection gone (`Stats::open`) also sees why.
+    /// (`emit` cannot unwind, so a failing hook cannot keep the slot.)
     fn release(&self, slot: &Slot, reason: CloseReason, requests: u64) {
         self.closes[reason.index()].fetch_add(1, SeqCst);
+        self.emit(&Event::Closed { id: slot.id, reason, requests });
         let mut reg = self.lock_registry();
         if reg.slots.remove(&slot.id).is_some() && slot.state.load(SeqCst) == EVICTED {
             reg.evicting -= 1;
@@ -527,7 +532,6 @@ impl Shared {
         if self.waiters.load(SeqCst) > 0 {
             self.closed.notify_all();
         }
-        self.emit(&Event::Closed { id: slot.id, reason, requests });
     }
 
     /// Waits on `closed` for at most `timeout`.

@@ -340,11 +340,11 @@ impl Server {
                     continue;
                 }
             };
-            if let Err(job) = self.shared.dispatch(Job { remote, slot }, &handler) {
+            if let Err(slot) = self.shared.dispatch(Job { remote, slot }, &handler) {
                 // No thread could be made (resource exhaustion): refuse this
                 // one connection, keep serving the others.
-                self.shared.release(&job.slot, CloseReason::Io, 0);
-                refused.refuse(job.slot.stream.clone(), &self.shared.config);
+                self.shared.release(&slot, CloseReason::Io, 0);
+                refused.refuse(slot.stream.clone(), &self.shared.config);
             }
         }
         self.shared.finish_shutdown();
@@ -542,8 +542,9 @@ impl Shared {
         reg
     }
 
-    /// Hands a connection to a parked thread, or to a new one.
-    fn dispatch(self: &Arc<Self>, job: Job, handler: &Arc<Handler>) -> Result<(), Job> {
+    /// Hands a connection to a parked thread, or to a new one. If no thread
+    /// can be made, gives back the connection's slot.
+    fn dispatch(self: &Arc<Self>, job: Job, handler: &Arc<Handler>) -> Result<(), Arc<Slot>> {
         let mut pool = self.lock_pool();
         if pool.parked > 0 {
             pool.parked -= 1;
@@ -553,11 +554,8 @@ impl Shared {
             return Ok(());
         }
         drop(pool);
+        let slot = job.slot.clone();
         let (shared, handler) = (self.clone(), handler.clone());
-        // The job travels through a cell so it can be given back if the
-        // thread cannot be made.
-        let cell = Arc::new(Mutex::new(Some(job)));
-        let inner = cell.clone();
         self.threads.fetch_add(1, SeqCst);
         let spawned = thread::Builder::new()
             .name("h1serve-conn".into())
@@ -571,19 +569,12 @@ impl Shared {
                     }
                 }
                 let _alive = Alive(&shared.threads);
-                let first = inner.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(job) = first {
-                    shared.worker(job, &handler);
-                }
+                shared.worker(job, &handler);
             });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                self.threads.fetch_sub(1, SeqCst);
-                let job = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
-                job.map_or(Ok(()), Err)
-            }
-        }
+        spawned.map(drop).map_err(|_| {
+            self.threads.fetch_sub(1, SeqCst);
+            slot
+        })
     }
 
     /// A connection thread: serve a connection, then park for the next one.

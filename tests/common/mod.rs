@@ -166,6 +166,19 @@ impl Client {
         String::from_utf8(buf).map_err(|_| io::ErrorKind::InvalidData.into())
     }
 
+    /// Asserts that the server sends nothing for `wait` (where sending
+    /// would be the bug). Only a silent server can pass, however loaded
+    /// the machine; `why` names what a byte would have meant.
+    pub fn assert_silent_for(&mut self, wait: Duration, why: &str) {
+        assert!(self.reader.buffer().is_empty(), "{why}: bytes already buffered");
+        self.stream().set_read_timeout(Some(wait)).unwrap();
+        let early = self.stream().peek(&mut [0u8; 1]);
+        self.stream().set_read_timeout(Some(PATIENCE)).unwrap();
+        let silent =
+            matches!(&early, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+        assert!(silent, "{why}: {early:?}");
+    }
+
     /// True if the server closed the connection cleanly (EOF, not reset)
     /// with nothing more to read.
     pub fn at_eof(&mut self) -> bool {

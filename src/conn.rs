@@ -299,7 +299,7 @@ impl Conn<'_> {
                 let mut w =
                     BodyWriter { io: &mut self.io, chunked: framing == ResponseFraming::Chunked, failed: false };
                 match panic::catch_unwind(AssertUnwindSafe(|| write(&mut w))) {
-                    Ok(Ok(())) => w.finish().map_err(io_failed)?,
+                    Ok(Ok(())) => w.finish(),
                     Ok(Err(_)) if w.failed => return Err(CloseReason::Io),
                     Ok(Err(_)) => return Err(CloseReason::ResponseBodyError),
                     Err(_) => return Err(CloseReason::HandlerPanicked),
@@ -394,11 +394,12 @@ struct BodyWriter<'a> {
 }
 
 impl BodyWriter<'_> {
-    fn finish(self) -> io::Result<()> {
+    /// Ends the body: the last chunk, when chunked. (Buffered; it goes out
+    /// with the next flush.)
+    fn finish(self) {
         if self.chunked {
             self.io.wbuf.extend_from_slice(chunked::LAST_CHUNK);
         }
-        Ok(())
     }
 
     fn track<T>(&mut self, r: io::Result<T>) -> io::Result<T> {

@@ -53,18 +53,12 @@ impl Response {
 
     /// 200 with a `text/plain; charset=utf-8` body.
     pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
-        let bytes = match body.into() {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        };
-        Response::bytes(bytes).with_content_type(b"text/plain; charset=utf-8")
+        Response::bytes(str_bytes(body.into())).with_content_type(b"text/plain; charset=utf-8")
     }
 
     /// 200 with a `text/html; charset=utf-8` body.
     pub fn html(body: impl Into<Cow<'static, str>>) -> Response {
-        let mut r = Response::text(body);
-        r.headers.clear();
-        r.with_content_type(b"text/html; charset=utf-8")
+        Response::bytes(str_bytes(body.into())).with_content_type(b"text/html; charset=utf-8")
     }
 
     /// Adds a `Content-Type` known to be valid (skips the check that
@@ -248,6 +242,14 @@ fn is_server_owned(name: &[u8]) -> bool {
         .any(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// A string's bytes, without copying them.
+fn str_bytes(s: Cow<'static, str>) -> Cow<'static, [u8]> {
+    match s {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
+}
+
 fn check_status(code: u16) -> u16 {
     assert!((200..=599).contains(&code), "status {code} is not a final status (200-599)");
     code
@@ -348,6 +350,15 @@ mod tests {
             h.ends_with("\r\nContent-Type: text/plain; charset=utf-8\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n"),
             "{h}"
         );
+    }
+
+    #[test]
+    fn text_and_html_set_one_content_type() {
+        let html = Response::html(String::from("<p>hi</p>"));
+        assert_eq!(html.headers().get_all("content-type").collect::<Vec<_>>(), ["text/html; charset=utf-8"]);
+        assert_eq!(html.body_len(), Some(9));
+        let text = Response::text("hi");
+        assert_eq!(text.headers().get_all("content-type").collect::<Vec<_>>(), ["text/plain; charset=utf-8"]);
     }
 
     #[test]

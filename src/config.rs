@@ -132,7 +132,7 @@ impl Builder {
     /// How long a kept-alive connection may wait for the first byte of its
     /// next request before the server closes it. Announced, rounded down
     /// to whole seconds, in `Keep-Alive: timeout=` to HTTP/1.0 clients.
-    /// Default 60 s: idle connections cost a parked thread and a few KiB,
+    /// Default 60 s: idle connections cost a blocked thread and a few KiB,
     /// and at the connection cap the oldest idle one is closed first anyway.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.config.idle_timeout = timeout;
@@ -212,9 +212,10 @@ impl Builder {
         self
     }
 
-    /// How many threads may wait, parked, to serve the next connection
-    /// rather than exit (it is still one thread per connection; parking
-    /// saves the spawn). Default 64.
+    /// How many threads may wait in `accept` for the next connection when
+    /// their own has ended, rather than exit (it is still one thread per
+    /// connection; keeping them saves a spawn per connection). At least
+    /// one thread always waits there. Default 64.
     pub fn max_idle_threads(mut self, count: usize) -> Builder {
         self.config.max_idle_threads = count;
         self

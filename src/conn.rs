@@ -29,7 +29,6 @@ use crate::chunked::{self, ChunkedDecoder};
 use crate::error::{CloseReason, RequestError};
 use crate::framing::{self, RequestFraming, ResponseFraming};
 use crate::io::{Transport, is_timeout};
-use crate::linger;
 use crate::parse::HeadParser;
 use crate::request::{Method, Request, RequestHead, Version};
 use crate::response::{ConnectionField, Content, Response};
@@ -92,8 +91,7 @@ pub(crate) fn serve(
     // lingering close (see `linger`).
     let _ = conn.io.flush();
     let Transport { stream, rbuf, .. } = &mut conn.io;
-    let stream: &TcpStream = stream;
-    linger::close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
+    shared.lingerer.close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
     (reason, conn.served)
 }
 

@@ -25,11 +25,14 @@
 //! ## The life of a connection
 //!
 //! ```text
-//!  accept ──► cap reached? ──yes──► an idle connection? ──yes──► close it (evict), go on
-//!    │                                      │ no
-//!    │                                      └──► 503 + Retry-After, no thread, linger, close
+//!  a thread waiting in accept takes it (when none is left waiting, another is started)
+//!    │
 //!    ▼
-//!  thread (parked one reused, or new) ─► set TCP_NODELAY, write timeout
+//!  cap reached? ──yes──► an idle connection? ──yes──► close it (evict), go on
+//!    │                          │ no
+//!    │                          └──► 503 + Retry-After, back to accept (linger elsewhere)
+//!    ▼
+//!  the same thread serves it ─► set TCP_NODELAY, write timeout
 //!    │
 //!    ▼
 //!  ┌► IDLE: flush output, wait for a first byte ──(idle timeout / evicted / shutdown)──► close
@@ -50,7 +53,8 @@
 //!  │  DECIDE: keep alive? (client, handler, body, framing, request cap, shutdown)
 //!  │   │        then write the head saying so, and the body
 //!  │   ▼
-//!  └── keep ◄─┴─► close: flush, shutdown(Write), drain input (bounded), drop
+//!  └── keep ◄─┴─► close: flush, shutdown(Write), then the lingering thread drains
+//!                  input (bounded) and drops the socket; this thread goes back to accept
 //! ```
 //!
 //! Every connection ends with a [`CloseReason`], reported to the event hook
@@ -70,7 +74,7 @@
 //! | Only self-delimited messages persist: exact Content-Length, chunked for 1.1, close-delimited for 1.0 | `framing::response_framing`, `conn::copy_exact`, `chunked` | `tests/connections.rs::streamed_bodies_are_chunked_for_11_and_close_delimited_for_10`, `a_reader_shorter_or_longer_than_declared_fails_the_connection` |
 //! | Pipelining: answer in order, never lose the next request's bytes, skip or refuse an unread body, nothing after `close` | `io::ReadBuf`, `conn::settle_body`, `body` | `tests/connections.rs::pipelined_requests_are_answered_in_order_with_bodies_in_between`, `tests/bodies.rs::small_unread_bodies_are_skipped_*` |
 //! | Idle timeout, header deadline, connection cap with eviction of the longest-idle | `conn::read_head`, `server` (registry, `admit`) | `tests/lifecycle.rs` |
-//! | Every server-initiated close is graceful: flush, `shutdown(Write)`, drain with bounds | `linger`, `conn::serve` (the single exit path) | `tests/lifecycle.rs::closing_never_resets_away_a_response_still_queued` |
+//! | Every server-initiated close is graceful: flush, `shutdown(Write)`, drain with bounds | `linger` (one lingering thread for all sockets), `conn::serve` (the single exit path) | `tests/lifecycle.rs::closing_never_resets_away_a_response_still_queued`, `the_lingering_close_does_not_hold_the_connection_thread` |
 //!
 //! ## Which requests a client may retry
 //!

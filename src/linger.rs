@@ -18,20 +18,108 @@
 //!    bound runs out (nginx's `lingering_time`), then drop the socket.
 //!
 //! The bounds matter: a client that never closes must not hold the thread.
+//!
+//! Step 3 is the only one that waits on the client, so it is done for many
+//! sockets at once by one lingering thread (see [`Lingerer`]), and the
+//! connection's thread goes back to serving.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Closes `stream` gracefully: FIN after everything written, then discard
-/// input into `scratch` for at most `timeout` and `max_bytes`. Returns the
-/// bytes discarded. (The caller lends a buffer it no longer needs, so that
-/// no page of stack is spent on it.)
-pub(crate) fn close(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) -> u64 {
-    if stream.shutdown(Shutdown::Write).is_err() {
-        // Not connected any more: nothing to protect.
-        return 0;
+/// Most sockets the lingering thread holds at once. Past it a connection's
+/// own thread lingers (see [`Lingerer::close`]).
+const LINGERING_MAX: usize = 1024;
+/// How long the lingering thread sleeps between passes over its sockets.
+const PASS_INTERVAL: Duration = Duration::from_millis(10);
+/// Most bytes read from one socket in one pass, so that a client that keeps
+/// sending cannot hold the thread.
+const PASS_BYTES: u64 = 64 * 1024;
+
+/// A socket whose write half is shut, read until its client closes.
+pub(crate) struct Draining {
+    stream: Arc<TcpStream>,
+    deadline: Instant,
+    budget: u64,
+}
+
+/// The lingering close of many sockets, by one thread.
+///
+/// Once a connection's response is out and its FIN sent, all that is left
+/// is to wait for the client's FIN. Waiting on the connection's own thread
+/// costs a blocking read and a wake-up per connection, and holds the thread
+/// for the client's round trip. So the socket is handed to one lingering
+/// thread that reads every socket it holds without blocking, once per pass,
+/// and drops each at end-of-stream or at its bounds. When that thread is
+/// full (or cannot be started) the connection's own thread lingers, so the
+/// bound on sockets held never weakens the close.
+pub(crate) struct Lingerer {
+    state: Mutex<State>,
+}
+
+enum State {
+    NotStarted,
+    Running(SyncSender<Draining>, JoinHandle<()>),
+    Stopped,
+}
+
+impl Lingerer {
+    pub(crate) fn new() -> Lingerer {
+        Lingerer { state: Mutex::new(State::NotStarted) }
     }
+
+    /// Closes `stream` gracefully (steps 2 and 3 above): hands the drain to
+    /// the lingering thread if it has room, else drains here into
+    /// `scratch` (lent by the caller, which no longer needs it).
+    pub(crate) fn close(&self, stream: &Arc<TcpStream>, scratch: &mut [u8], timeout: Duration, max_bytes: u64) {
+        if stream.shutdown(Shutdown::Write).is_err() {
+            // Not connected any more: nothing to protect.
+            return;
+        }
+        if self.hand_off(stream.clone(), timeout, max_bytes).is_err() {
+            drain(stream, scratch, timeout, max_bytes);
+        }
+    }
+
+    /// Hands a socket whose write half is shut to the lingering thread, to
+    /// be read for at most `timeout` and `max_bytes`; gives it back when the
+    /// thread is full, stopped, or cannot be started.
+    pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> Result<(), Draining> {
+        let draining = Draining { stream, deadline: Instant::now() + timeout, budget: max_bytes };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let State::NotStarted = *state {
+            let (tx, rx) = mpsc::sync_channel(LINGERING_MAX);
+            match thread::Builder::new().name("h1serve-linger".into()).spawn(move || linger_all(rx)) {
+                Ok(thread) => *state = State::Running(tx, thread),
+                Err(_) => return Err(draining),
+            }
+        }
+        match &*state {
+            State::Running(tx, _) => tx.try_send(draining).map_err(|e| match e {
+                TrySendError::Full(d) | TrySendError::Disconnected(d) => d,
+            }),
+            _ => Err(draining),
+        }
+    }
+
+    /// Takes no more sockets, and waits for those held to be done (each is
+    /// bounded by its own deadline).
+    pub(crate) fn stop(&self) {
+        let state = std::mem::replace(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Stopped);
+        if let State::Running(tx, thread) = state {
+            drop(tx); // the thread ends once the channel is empty and closed
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Discards input from `stream` (its write half already shut) until the
+/// client closes, or `timeout` or `max_bytes` runs out, blocking this
+/// thread. Returns the bytes discarded.
+pub(crate) fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) -> u64 {
     let deadline = Instant::now() + timeout;
     let mut discarded = 0u64;
     while discarded < max_bytes {
@@ -42,9 +130,71 @@ pub(crate) fn close(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, m
         match (&*stream).read(scratch) {
             Ok(0) => break,
             Ok(n) => discarded += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
     discarded
+}
+
+/// The lingering thread: passes over its sockets every `PASS_INTERVAL`
+/// until its channel is closed and every socket is done.
+fn linger_all(rx: Receiver<Draining>) {
+    let mut held: Vec<Draining> = Vec::new();
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut open = true;
+    loop {
+        if held.is_empty() {
+            // Nothing to do until the next socket: block (no pass, no timer).
+            match rx.recv() {
+                Ok(d) => hold(&mut held, d),
+                Err(_) => return,
+            }
+        }
+        while open {
+            match rx.try_recv() {
+                Ok(d) => hold(&mut held, d),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let now = Instant::now();
+        held.retain_mut(|d| still_open(d, &mut scratch, now));
+        if held.is_empty() && !open {
+            return;
+        }
+        if !held.is_empty() {
+            thread::sleep(PASS_INTERVAL);
+        }
+    }
+}
+
+fn hold(held: &mut Vec<Draining>, d: Draining) {
+    // A socket that cannot be made non-blocking is dropped: reading it
+    // here could stall every other one.
+    if d.stream.set_nonblocking(true).is_ok() {
+        held.push(d);
+    }
+}
+
+/// One pass over one socket: reads what has arrived, without blocking.
+/// False when the socket is done: end-of-stream, an error, or a bound.
+fn still_open(d: &mut Draining, scratch: &mut [u8], now: Instant) -> bool {
+    let mut read = 0u64;
+    while read < PASS_BYTES {
+        match (&*d.stream).read(scratch) {
+            Ok(0) => return false,
+            Ok(n) => {
+                read += n as u64;
+                d.budget = d.budget.saturating_sub(n as u64);
+                if d.budget == 0 {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    now < d.deadline
 }

@@ -1,34 +1,39 @@
 //! The listener: accepting connections, the connection cap, one thread per
 //! connection, shutdown, events and counters.
 //!
-//! Each accepted connection gets a slot in a registry (a clone of its
-//! socket plus its state: busy, idle, or being closed) and a thread. At the
+//! Threads take turns at the listener (a "leader/follower" pool): a thread
+//! with no connection waits in `accept` itself, and the thread that accepts
+//! a connection serves it. No connection is handed from thread to thread,
+//! which would cost a wake-up per connection. When the last waiting thread
+//! takes a connection, the serving thread (the one that called
+//! [`Server::serve`]) starts another; a thread whose connection ends goes
+//! back to `accept`, or exits when enough others already wait there.
+//!
+//! Each accepted connection gets a slot in a registry (the socket, shared
+//! with its thread, plus its state: busy, idle, or being closed). At the
 //! cap, the connection idle the longest is closed to make room (the close a
 //! keep-alive client must expect anyway, RFC 9112 §9.3.1); when none is
-//! idle, the newcomer gets 503 from the accept loop itself, with no thread.
-//! A thread blocked reading an idle connection is woken by shutting down
-//! the read half of its socket through the registry's clone.
+//! idle, the newcomer gets 503 at once, and the thread goes back to
+//! `accept`. A thread blocked reading an idle connection is woken by
+//! shutting down the read half of its socket through the registry.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Builder, Config};
 use crate::conn::{self, Handler};
 use crate::error::{CloseReason, RequestError};
+use crate::linger::Lingerer;
 use crate::request::{Method, Request};
 use crate::response::Response;
 
-/// How long a parked thread waits for a new connection before it exits.
-const PARK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused (503) connection is drained before it is dropped.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
-/// Most refused connections lingering at once; past it they are dropped.
-const REFUSED_MAX: usize = 1024;
 
 /// Something that happened to a connection, passed to the hook set with
 /// [`Builder::on_event`]. `id` numbers connections from 1.
@@ -99,9 +104,10 @@ pub struct Stats {
     pub requests: u64,
     /// Connections refused with 503 at the cap.
     pub over_capacity: u64,
-    /// Threads alive for connections, serving or parked.
+    /// Threads alive for connections, serving one or waiting for one.
     pub threads: usize,
-    /// Of those, parked waiting for a connection.
+    /// Of those, waiting in `accept` for a connection ("parked": idle
+    /// threads kept to save a spawn).
     pub parked: usize,
     closes: [u64; CloseReason::ALL.len()],
 }
@@ -160,7 +166,7 @@ pub struct Running {
     thread: Option<thread::JoinHandle<io::Result<()>>>,
 }
 
-/// State shared by the accept loop, the connection threads and handles.
+/// State shared by the serving thread, the connection threads and handles.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     local_addr: SocketAddr,
@@ -176,9 +182,12 @@ pub(crate) struct Shared {
     over_capacity: AtomicU64,
     closes: [AtomicU64; CloseReason::ALL.len()],
     pool: Mutex<Pool>,
-    /// Signalled when a job is queued for a parked thread, or at shutdown.
-    job_ready: Condvar,
+    /// Signalled to the serving thread when no thread is left waiting in
+    /// `accept`, and at shutdown.
+    pool_changed: Condvar,
     threads: AtomicUsize,
+    /// Drains closed connections for them (see `linger`).
+    pub(crate) lingerer: Lingerer,
 }
 
 #[derive(Default)]
@@ -192,9 +201,15 @@ struct Registry {
 
 #[derive(Default)]
 struct Pool {
-    /// Parked threads not yet promised a job.
-    parked: usize,
-    jobs: VecDeque<Job>,
+    /// Threads waiting in `accept` (or about to), the serving thread
+    /// included when it accepts itself (see `serve`).
+    accepting: usize,
+    /// Whether the serving thread is one of them.
+    serving_thread_accepting: bool,
+    /// The listener, lent to each thread for its turn at `accept`; taken at
+    /// shutdown, so that the port closes once the waiting threads leave,
+    /// whatever busy threads still do.
+    listener: Option<Arc<TcpListener>>,
 }
 
 /// A connection handed to a thread (its socket is in the slot).
@@ -286,8 +301,9 @@ impl Server {
             over_capacity: AtomicU64::new(0),
             closes: Default::default(),
             pool: Mutex::new(Pool::default()),
-            job_ready: Condvar::new(),
+            pool_changed: Condvar::new(),
             threads: AtomicUsize::new(0),
+            lingerer: Lingerer::new(),
         });
         Ok(Server { listener, shared })
     }
@@ -303,51 +319,47 @@ impl Server {
         Handle { shared: self.shared.clone() }
     }
 
-    /// Serves connections on this thread until [`Handle::shutdown`]; then
-    /// waits for in-flight requests (up to the shutdown timeout) and
-    /// returns.
+    /// Serves connections until [`Handle::shutdown`]; then waits for
+    /// in-flight requests (up to the shutdown timeout) and returns.
+    ///
+    /// This thread does not serve connections itself (so that it can always
+    /// return on time): it starts a connection thread whenever none is left
+    /// waiting in `accept`.
     pub fn serve<H>(self, handler: H) -> io::Result<()>
     where
         H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
     {
         let handler: Arc<Handler> = Arc::new(handler);
-        let mut refused = Refused::default();
-        let mut backoff = Duration::from_millis(5);
+        let listener = Arc::new(self.listener);
+        let shared = &self.shared;
+        shared.lock_pool().listener = Some(listener.clone());
         loop {
-            let accepted = self.listener.accept();
-            if self.shared.is_shutting_down() {
+            let mut pool = shared.lock_pool();
+            while pool.accepting > 0 && !shared.is_shutting_down() {
+                pool = shared.pool_changed.wait(pool).unwrap_or_else(|p| p.into_inner());
+            }
+            if shared.is_shutting_down() {
                 break;
             }
-            let (stream, remote) = match accepted {
-                Ok(pair) => pair,
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => continue,
-                Err(_) => {
-                    // Out of file descriptors or memory: wait for some to be
-                    // released instead of spinning (as Go's net/http does).
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
+            // Counted before it starts, so that it is started only once.
+            pool.accepting += 1;
+            drop(pool);
+            if shared.start_thread(&handler).is_err() {
+                // No thread can be made (resource exhaustion): take one
+                // connection here and refuse it, so that clients get 503
+                // rather than a hung connect; then try again.
+                shared.lock_pool().serving_thread_accepting = true;
+                if let Some((stream, _)) = shared.accept_one(&listener) {
+                    shared.accepted.fetch_add(1, SeqCst);
+                    refuse(Arc::new(stream), shared);
                 }
-            };
-            backoff = Duration::from_millis(5);
-            self.shared.accepted.fetch_add(1, SeqCst);
-            let slot = match self.shared.admit(stream) {
-                Ok(slot) => slot,
-                Err(stream) => {
-                    self.shared.over_capacity.fetch_add(1, SeqCst);
-                    self.shared.emit(&Event::OverCapacity { remote });
-                    refused.refuse(stream, &self.shared.config);
-                    continue;
-                }
-            };
-            if let Err(slot) = self.shared.dispatch(Job { remote, slot }, &handler) {
-                // No thread could be made (resource exhaustion): refuse this
-                // one connection, keep serving the others.
-                self.shared.release(&slot, CloseReason::Io, 0);
-                refused.refuse(slot.stream.clone(), &self.shared.config);
+                let mut pool = shared.lock_pool();
+                pool.serving_thread_accepting = false;
+                shared.leave_accept(&mut pool);
             }
         }
-        self.shared.finish_shutdown();
+        drop(listener);
+        shared.finish_shutdown();
         Ok(())
     }
 
@@ -358,7 +370,7 @@ impl Server {
         H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
     {
         let handle = self.handle();
-        let thread = thread::Builder::new().name("h1serve-accept".into()).spawn(move || self.serve(handler))?;
+        let thread = thread::Builder::new().name("h1serve".into()).spawn(move || self.serve(handler))?;
         Ok(Running { handle, thread: Some(thread) })
     }
 }
@@ -374,16 +386,21 @@ impl Handle {
         if shared.shutting_down.swap(true, SeqCst) {
             return;
         }
-        // Wake the accept loop by connecting to it.
+        // Wake every thread waiting in `accept`: one connection each. (A
+        // thread that goes back to `accept` later sees the flag first: both
+        // the flag check and this count are made under the pool lock.)
+        let waiting = shared.lock_pool().accepting;
         let mut wake = shared.local_addr;
         if wake.ip().is_unspecified() {
             wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        for _ in 0..waiting {
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        }
         for slot in shared.lock_registry().slots.values() {
             slot.close_if_idle(SHUTDOWN);
         }
-        shared.job_ready.notify_all();
+        shared.pool_changed.notify_all();
     }
 
     /// The server's counters now.
@@ -542,19 +559,8 @@ impl Shared {
         reg
     }
 
-    /// Hands a connection to a parked thread, or to a new one. If no thread
-    /// can be made, gives back the connection's slot.
-    fn dispatch(self: &Arc<Self>, job: Job, handler: &Arc<Handler>) -> Result<(), Arc<Slot>> {
-        let mut pool = self.lock_pool();
-        if pool.parked > 0 {
-            pool.parked -= 1;
-            pool.jobs.push_back(job);
-            drop(pool);
-            self.job_ready.notify_one();
-            return Ok(());
-        }
-        drop(pool);
-        let slot = job.slot.clone();
+    /// Starts a connection thread, already counted as accepting.
+    fn start_thread(self: &Arc<Self>, handler: &Arc<Handler>) -> io::Result<()> {
         let (shared, handler) = (self.clone(), handler.clone());
         self.threads.fetch_add(1, SeqCst);
         let spawned = thread::Builder::new()
@@ -569,23 +575,86 @@ impl Shared {
                     }
                 }
                 let _alive = Alive(&shared.threads);
-                shared.worker(job, &handler);
+                shared.worker(&handler);
             });
-        spawned.map(drop).map_err(|_| {
+        spawned.map(drop).inspect_err(|_| {
             self.threads.fetch_sub(1, SeqCst);
-            slot
         })
     }
 
-    /// A connection thread: serve a connection, then park for the next one.
-    fn worker(&self, mut job: Job, handler: &Arc<Handler>) {
-        loop {
+    /// A connection thread: take a connection from the listener, serve it,
+    /// and go back for the next.
+    fn worker(&self, handler: &Arc<Handler>) {
+        while let Some(job) = self.next_connection() {
             self.run(job, handler);
-            match self.park() {
-                Some(next) => job = next,
-                None => return,
+            if !self.rejoin_accept() {
+                return;
             }
         }
+    }
+
+    /// This thread's turn at the listener, which it leaves with a connection
+    /// to serve, or with `None` at shutdown.
+    fn next_connection(&self) -> Option<Job> {
+        let listener = self.lock_pool().listener.clone();
+        let found = listener.and_then(|listener| {
+            loop {
+                let (stream, remote) = self.accept_one(&listener)?;
+                self.accepted.fetch_add(1, SeqCst);
+                match self.admit(stream) {
+                    Ok(slot) => break Some(Job { remote, slot }),
+                    Err(stream) => {
+                        self.over_capacity.fetch_add(1, SeqCst);
+                        self.emit(&Event::OverCapacity { remote });
+                        refuse(stream, self);
+                    }
+                }
+            }
+        });
+        self.leave_accept(&mut self.lock_pool());
+        found
+    }
+
+    /// Accepts one connection; `None` at shutdown. Errors that come from the
+    /// system running out of something (descriptors, memory) are waited
+    /// out instead of spun on, as Go's net/http does.
+    fn accept_one(&self, listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = listener.accept();
+            if self.is_shutting_down() {
+                return None;
+            }
+            match accepted {
+                Ok(pair) => return Some(pair),
+                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
+                Err(_) => {
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Counts a thread out of `accept`; when none is left there, the serving
+    /// thread starts another.
+    fn leave_accept(&self, pool: &mut Pool) {
+        pool.accepting -= 1;
+        if pool.accepting == 0 {
+            self.pool_changed.notify_all();
+        }
+    }
+
+    /// After a connection: back to `accept`, unless enough threads already
+    /// wait there (or the server is shutting down), in which case this
+    /// thread exits.
+    fn rejoin_accept(&self) -> bool {
+        let mut pool = self.lock_pool();
+        if self.is_shutting_down() || pool.accepting >= self.config.max_idle_threads {
+            return false;
+        }
+        pool.accepting += 1;
+        true
     }
 
     fn run(&self, job: Job, handler: &Arc<Handler>) {
@@ -601,32 +670,6 @@ impl Shared {
         let mut guard = Guard(self, &slot, None);
         self.emit(&Event::Opened { id: slot.id, remote });
         guard.2 = Some(conn::serve(slot.stream.clone(), remote, self, &**handler, &slot));
-    }
-
-    /// Waits, parked, for the next connection; `None` when the thread should
-    /// exit instead (too many parked, nothing for a while, or shutdown).
-    fn park(&self) -> Option<Job> {
-        let mut pool = self.lock_pool();
-        if self.is_shutting_down() || pool.parked >= self.config.max_idle_threads {
-            return None;
-        }
-        pool.parked += 1;
-        loop {
-            if let Some(job) = pool.jobs.pop_front() {
-                // `dispatch` already took us off the parked count.
-                return Some(job);
-            }
-            if self.is_shutting_down() {
-                pool.parked -= 1;
-                return None;
-            }
-            let (guard, waited) = self.job_ready.wait_timeout(pool, PARK_TIMEOUT).unwrap_or_else(|p| p.into_inner());
-            pool = guard;
-            if waited.timed_out() && pool.jobs.is_empty() {
-                pool.parked -= 1;
-                return None;
-            }
-        }
     }
 
     fn stats(&self) -> Stats {
@@ -646,15 +689,33 @@ impl Shared {
             requests: self.requests.load(SeqCst),
             over_capacity: self.over_capacity.load(SeqCst),
             threads: self.threads.load(SeqCst),
-            parked: self.lock_pool().parked,
+            parked: {
+                let pool = self.lock_pool();
+                pool.accepting - usize::from(pool.serving_thread_accepting)
+            },
             closes,
         }
     }
 
-    /// After the accept loop stops: wait for busy connections to finish,
-    /// up to the shutdown timeout, then close what is left.
+    /// After shutdown began: close the port once the threads waiting in
+    /// `accept` have left, wait for busy connections to finish, up to the
+    /// shutdown timeout, then close what is left.
     fn finish_shutdown(&self) {
         let deadline = Instant::now() + self.config.shutdown_timeout;
+        // Each waiting thread was woken by a connection of its own (see
+        // `Handle::shutdown`). Bounded: one whose wake-up connection failed
+        // must not hold up the return.
+        let mut pool = self.lock_pool();
+        pool.listener = None;
+        let left_accept = Instant::now() + Duration::from_secs(1);
+        while pool.accepting > 0 {
+            let left = left_accept.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            pool = self.pool_changed.wait_timeout(pool, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        drop(pool);
         let mut reg = self.lock_registry();
         for slot in reg.slots.values() {
             slot.close_if_idle(SHUTDOWN);
@@ -672,75 +733,28 @@ impl Shared {
             reg = self.wait_closed(reg, left);
         }
         drop(reg);
-        self.job_ready.notify_all();
+        // Responses already written are not lost to a process exit that
+        // follows: their lingering closes finish first (each is bounded).
+        self.lingerer.stop();
     }
 }
 
-/// Connections refused with 503 (at the cap, or when no thread could be
-/// made). The accept loop must not block on them, so the response is
+/// Refuses a connection with 503 (at the cap, or when no thread could be
+/// made). The accept loop must not block on it, so the response is
 /// written without blocking (it fits in an empty send buffer), and the
-/// lingering close of each (see `linger`) is done by one helper thread
-/// that polls them without blocking.
-#[derive(Default)]
-struct Refused {
-    tx: Option<mpsc::SyncSender<Arc<TcpStream>>>,
-}
-
-impl Refused {
-    fn refuse(&mut self, stream: Arc<TcpStream>, config: &Config) {
-        // No body: the request was not read, so whether it is a HEAD
-        // (which must get none, RFC 9110 §9.3.2) is unknown.
-        let response = Response::status(503).with_header("Retry-After", config.retry_after_secs.to_string());
-        let mut bytes = Vec::with_capacity(256);
-        response.write_refusal(&mut bytes);
-        if stream.set_nonblocking(true).is_err() || (&*stream).write(&bytes).is_err() {
-            return;
-        }
-        let _ = stream.shutdown(Shutdown::Write);
-        // When the lingering thread is full, the socket is dropped here:
-        // the bound on refused sockets held matters more than their close.
-        if let Some(tx) = self.sender() {
-            let _ = tx.try_send(stream);
-        }
+/// lingering close is left to the lingering thread (see `linger`).
+fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
+    let config = &shared.config;
+    // No body: the request was not read, so whether it is a HEAD
+    // (which must get none, RFC 9110 §9.3.2) is unknown.
+    let response = Response::status(503).with_header("Retry-After", config.retry_after_secs.to_string());
+    let mut bytes = Vec::with_capacity(256);
+    response.write_refusal(&mut bytes);
+    if stream.set_nonblocking(true).is_err() || (&*stream).write(&bytes).is_err() {
+        return;
     }
-
-    fn sender(&mut self) -> Option<&mpsc::SyncSender<Arc<TcpStream>>> {
-        if self.tx.is_none() {
-            let (tx, rx) = mpsc::sync_channel(REFUSED_MAX);
-            thread::Builder::new().name("h1serve-refused".into()).spawn(move || linger_refused(rx)).ok()?;
-            self.tx = Some(tx);
-        }
-        self.tx.as_ref()
-    }
-}
-
-/// Drains refused connections until each closes or its time is up.
-fn linger_refused(rx: mpsc::Receiver<Arc<TcpStream>>) {
-    let mut lingering: Vec<(Arc<TcpStream>, Instant)> = Vec::new();
-    let mut scratch = vec![0u8; 4096];
-    loop {
-        if lingering.is_empty() {
-            match rx.recv() {
-                Ok(s) => lingering.push((s, Instant::now() + REFUSED_LINGER)),
-                Err(_) => return,
-            }
-        }
-        while let Ok(s) = rx.try_recv() {
-            if lingering.len() < REFUSED_MAX {
-                lingering.push((s, Instant::now() + REFUSED_LINGER));
-            }
-        }
-        let now = Instant::now();
-        // One read per socket per pass, so that a client that keeps sending
-        // cannot hold this thread; each goes at its deadline regardless.
-        lingering.retain_mut(|(s, deadline)| match (&**s).read(&mut scratch) {
-            Ok(0) => false,
-            Ok(_) => now < *deadline,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => now < *deadline,
-            Err(_) => false,
-        });
-        if !lingering.is_empty() {
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
+    let _ = stream.shutdown(Shutdown::Write);
+    // When the lingering thread is full, the socket is dropped here: the
+    // bound on refused sockets held matters more than their close.
+    let _ = shared.lingerer.hand_off(stream, REFUSED_LINGER, config.linger_bytes);
 }

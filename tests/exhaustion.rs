@@ -105,7 +105,7 @@ fn a_crowd_past_the_cap_gets_503_and_every_slot_comes_back() {
             .collect();
         assert!(gate.wait_for(CAP), "{:?}", running.stats());
         // The rest arrive at once: no slot is idle, so each gets 503 from the
-        // accept loop, without a thread, and a clean close.
+        // thread waiting at the listener, and a clean close.
         let refused: Vec<_> = (CAP..CLIENTS)
             .map(|i| {
                 scope.spawn(move || {
@@ -130,8 +130,10 @@ fn a_crowd_past_the_cap_gets_503_and_every_slot_comes_back() {
         stop.store(true, SeqCst);
         let (peak_open, peak_threads) = watcher.join().unwrap();
         // All slots were busy while the crowd arrived, so no connection was
-        // being evicted: the cap held exactly, and refusals took no thread.
-        assert!(peak_open <= CAP && peak_threads <= CAP, "peaks: open {peak_open}, threads {peak_threads}");
+        // being evicted: the cap held exactly, and refusals took no thread
+        // of their own (one per busy connection, plus the one waiting at the
+        // listener, which answered every 503).
+        assert!(peak_open <= CAP && peak_threads <= CAP + 1, "peaks: open {peak_open}, threads {peak_threads}");
     });
 }
 

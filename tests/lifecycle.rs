@@ -215,6 +215,82 @@ fn closing_never_resets_away_a_response_still_queued() {
 }
 
 #[test]
+fn the_lingering_close_does_not_hold_the_connection_thread() {
+    // A long linger: only the client's close (or the bound) ends it.
+    let running = start(default_builder().linger(Duration::from_secs(60), 1 << 20), |_| Response::text("bye"));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response().text(), "bye");
+    assert!(c.at_eof());
+    // The client keeps its end open, so the socket lingers, but not on the
+    // connection's thread: that one is back at the listener.
+    assert!(running.handle().wait_until(PATIENCE, |s| s.open == 0 && s.threads == s.parked), "{:?}", running.stats());
+    // Still lingering: late bytes are read and discarded, never answered
+    // with a reset.
+    c.send(vec![b'l'; 100_000]);
+    assert!(c.at_eof(), "reset after the close");
+}
+
+#[test]
+fn shutdown_returns_after_the_lingering_closes() {
+    const LINGER: Duration = Duration::from_millis(300);
+    let running = start(default_builder().linger(LINGER, 1 << 20), |_| Response::text("bye"));
+    let started = Instant::now();
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response().text(), "bye");
+    // The client never closes, so the socket lingers its whole bound. A
+    // process that exits when `serve` returns must not reset a response
+    // still queued, so `serve` returns only after that.
+    running.shutdown().unwrap();
+    assert!(started.elapsed() >= LINGER, "returned after {:?}", started.elapsed());
+    assert!(c.at_eof());
+}
+
+#[test]
+fn idle_threads_wait_at_the_listener_up_to_the_bound_and_leave_at_shutdown() {
+    const BUSY: usize = 5;
+    let (gate, entered, release) = gate();
+    let running = gated(Server::builder().max_idle_threads(2), gate);
+    let (addr, handle) = (running.local_addr(), running.handle().clone());
+    let mut clients: Vec<Client> = (0..BUSY)
+        .map(|_| {
+            let mut c = Client::new(addr);
+            c.send("GET /wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            c
+        })
+        .collect();
+    for _ in 0..BUSY {
+        entered.recv_timeout(PATIENCE).unwrap();
+    }
+    // A thread per busy connection, and one more waiting at the listener.
+    assert!(handle.wait_until(PATIENCE, |s| s.threads == BUSY + 1 && s.parked == 1), "{:?}", handle.stats());
+    for _ in 0..BUSY {
+        release.send(()).unwrap();
+    }
+    for c in &mut clients {
+        assert_eq!(c.read_response().text(), "/wait");
+        assert!(c.at_eof());
+    }
+    drop(clients);
+    // Back at the listener, two at most; the others exited.
+    assert!(handle.wait_until(PATIENCE, |s| s.open == 0 && s.threads == 2 && s.parked == 2), "{:?}", handle.stats());
+    let mut c = Client::new(addr);
+    assert_eq!(get(&mut c, "/again").text(), "/again");
+    drop(c);
+    assert!(handle.wait_until(PATIENCE, |s| s.open == 0 && s.parked == 2), "{:?}", handle.stats());
+    running.shutdown().unwrap();
+    // Each waiting thread was woken, and left; the port is closed.
+    assert!(handle.wait_until(PATIENCE, |s| s.threads == 0), "{:?}", handle.stats());
+    let after = TcpStream::connect(addr).map(|mut s| {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.read(&mut [0u8; 1])
+    });
+    assert!(!matches!(after, Ok(Ok(n)) if n > 0), "served after shutdown: {after:?}");
+}
+
+#[test]
 fn error_closes_are_graceful_too() {
     let running = start(Server::builder().max_body_bytes(10), |_| Response::text("x"));
     for request in ["GET / HTTP/1.1\r\n\r\n", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n"] {
@@ -311,7 +387,8 @@ fn failing_to_make_a_thread_refuses_that_connection_and_keeps_serving() {
         c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(c.read_response().status, 503);
     }
-    assert_eq!(running.stats().open, 0);
+    let stats = running.stats();
+    assert_eq!((stats.open, stats.threads, stats.accepted), (0, 0, 2), "{stats:?}");
 }
 
 #[test]

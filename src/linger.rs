@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 const LINGERING_MAX: usize = 1024;
 /// How long the lingering thread sleeps between passes over its sockets.
 const PASS_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest wait between two reads of one socket. A socket found quiet is
+/// read half as often each time, up to this: most clients close within a
+/// pass, and one that never does costs a few reads, not one every pass.
+const QUIET_MAX: Duration = Duration::from_millis(160);
 /// Most bytes read from one socket in one pass, so that a client that keeps
 /// sending cannot hold the thread.
 const PASS_BYTES: u64 = 64 * 1024;
@@ -44,6 +48,9 @@ pub(crate) struct Draining {
     stream: Arc<TcpStream>,
     deadline: Instant,
     budget: u64,
+    /// When to read it next, and the wait after that if it is still quiet.
+    next_read: Instant,
+    quiet: Duration,
 }
 
 /// The lingering close of many sockets, by one thread.
@@ -88,7 +95,9 @@ impl Lingerer {
     /// be read for at most `timeout` and `max_bytes`; gives it back when the
     /// thread is full, stopped, or cannot be started.
     pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> Result<(), Draining> {
-        let draining = Draining { stream, deadline: Instant::now() + timeout, budget: max_bytes };
+        let now = Instant::now();
+        let draining =
+            Draining { stream, deadline: now + timeout, budget: max_bytes, next_read: now, quiet: PASS_INTERVAL };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let State::NotStarted = *state {
             let (tx, rx) = mpsc::sync_channel(LINGERING_MAX);
@@ -177,9 +186,13 @@ fn hold(held: &mut Vec<Draining>, d: Draining) {
     }
 }
 
-/// One pass over one socket: reads what has arrived, without blocking.
-/// False when the socket is done: end-of-stream, an error, or a bound.
+/// One pass over one socket: reads what has arrived, without blocking, if
+/// it is due. False when the socket is done: end-of-stream, an error, or a
+/// bound.
 fn still_open(d: &mut Draining, scratch: &mut [u8], now: Instant) -> bool {
+    if now < d.next_read {
+        return now < d.deadline;
+    }
     let mut read = 0u64;
     while read < PASS_BYTES {
         match (&*d.stream).read(scratch) {
@@ -196,5 +209,84 @@ fn still_open(d: &mut Draining, scratch: &mut [u8], now: Instant) -> bool {
             Err(_) => return false,
         }
     }
+    // Quiet: read it less often. Sending: keep up with it.
+    d.quiet = if read == 0 { (d.quiet * 2).min(QUIET_MAX) } else { PASS_INTERVAL };
+    d.next_read = now + d.quiet;
     now < d.deadline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A connected pair: (client, server side made non-blocking).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (client, server)
+    }
+
+    /// Waits until `stream` has input to read (or end-of-stream).
+    fn wait_readable(stream: &TcpStream) {
+        while matches!(stream.peek(&mut [0u8; 1]), Err(ref e) if e.kind() == ErrorKind::WouldBlock) {
+            thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_quiet_socket_is_read_less_and_less_often_until_it_speaks_or_closes() {
+        let (mut client, server) = pair();
+        let start = Instant::now();
+        let mut d = Draining {
+            stream: Arc::new(server),
+            deadline: start + Duration::from_secs(60),
+            budget: 1000,
+            next_read: start,
+            quiet: PASS_INTERVAL,
+        };
+        let mut scratch = [0u8; 64];
+        let mut now = start;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            assert!(still_open(&mut d, &mut scratch, now));
+            waits.push(d.quiet.as_millis());
+            now = d.next_read;
+        }
+        assert_eq!(waits, [20, 40, 80, 160, 160, 160]);
+        // Input that arrives before the next read is due waits for it.
+        client.write_all(b"late").unwrap();
+        wait_readable(&d.stream);
+        assert!(still_open(&mut d, &mut scratch, now - Duration::from_millis(1)));
+        assert_eq!(d.budget, 1000);
+        assert!(still_open(&mut d, &mut scratch, now));
+        assert_eq!((d.budget, d.quiet), (996, PASS_INTERVAL));
+        // The client's close ends it.
+        drop(client);
+        wait_readable(&d.stream);
+        let due = d.next_read;
+        assert!(!still_open(&mut d, &mut scratch, due));
+    }
+
+    #[test]
+    fn a_socket_is_dropped_at_its_deadline_or_byte_bound() {
+        let (mut client, server) = pair();
+        let start = Instant::now();
+        let stream = Arc::new(server);
+        let draining = |budget| Draining {
+            stream: stream.clone(),
+            deadline: start + Duration::from_secs(1),
+            budget,
+            next_read: start,
+            quiet: PASS_INTERVAL,
+        };
+        let mut scratch = [0u8; 64];
+        assert!(!still_open(&mut draining(1000), &mut scratch, start + Duration::from_secs(1)));
+        client.write_all(&[b'x'; 10]).unwrap();
+        wait_readable(&stream);
+        assert!(!still_open(&mut draining(10), &mut scratch, start));
+    }
 }

@@ -49,6 +49,7 @@ pub(crate) struct Config {
     pub max_requests_per_connection: u64,
     pub thread_stack_size: usize,
     pub max_idle_threads: usize,
+    pub idle_thread_timeout: Duration,
     pub retry_after_secs: u32,
     pub on_event: Option<EventHook>,
 }
@@ -79,6 +80,7 @@ impl Default for Builder {
                 max_requests_per_connection: 100_000,
                 thread_stack_size: 256 * 1024,
                 max_idle_threads: 64,
+                idle_thread_timeout: Duration::from_secs(30),
                 retry_after_secs: 1,
                 on_event: None,
             },
@@ -218,6 +220,14 @@ impl Builder {
     /// one thread always waits there. Default 64.
     pub fn max_idle_threads(mut self, count: usize) -> Builder {
         self.config.max_idle_threads = count;
+        self
+    }
+
+    /// Threads that wait in `accept` this long without being needed exit,
+    /// down to one: after a burst, the server gives back the threads (and
+    /// their stacks) it no longer uses. Default 30 s.
+    pub fn idle_thread_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.idle_thread_timeout = timeout;
         self
     }
 

@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     /// Signalled to the serving thread when no thread is left waiting in
     /// `accept`, and at shutdown.
     pool_changed: Condvar,
+    /// `pool.trim.len()`, read without the lock on every accept.
+    trimming: AtomicUsize,
     threads: AtomicUsize,
     /// Drains closed connections for them (see `linger`).
     pub(crate) lingerer: Lingerer,
@@ -210,6 +212,12 @@ struct Pool {
     /// shutdown, so that the port closes once the waiting threads leave,
     /// whatever busy threads still do.
     listener: Option<Arc<TcpListener>>,
+    /// Fewest threads waiting in `accept` since the last trim: all but one
+    /// of those were never needed (see `trim_idle_threads`).
+    low_water: usize,
+    /// Local addresses of the serving thread's own connections that tell a
+    /// waiting thread to exit.
+    trim: Vec<SocketAddr>,
 }
 
 /// A connection handed to a thread (its socket is in the slot).
@@ -302,6 +310,7 @@ impl Server {
             closes: Default::default(),
             pool: Mutex::new(Pool::default()),
             pool_changed: Condvar::new(),
+            trimming: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             lingerer: Lingerer::new(),
         });
@@ -333,10 +342,17 @@ impl Server {
         let listener = Arc::new(self.listener);
         let shared = &self.shared;
         shared.lock_pool().listener = Some(listener.clone());
+        let mut next_trim = Instant::now() + shared.config.idle_thread_timeout;
         loop {
             let mut pool = shared.lock_pool();
             while pool.accepting > 0 && !shared.is_shutting_down() {
-                pool = shared.pool_changed.wait(pool).unwrap_or_else(|p| p.into_inner());
+                let left = next_trim.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    shared.trim_idle_threads(&mut pool);
+                    next_trim = Instant::now() + shared.config.idle_thread_timeout;
+                    continue;
+                }
+                pool = shared.pool_changed.wait_timeout(pool, left).unwrap_or_else(|p| p.into_inner()).0;
             }
             if shared.is_shutting_down() {
                 break;
@@ -390,12 +406,8 @@ impl Handle {
         // thread that goes back to `accept` later sees the flag first: both
         // the flag check and this count are made under the pool lock.)
         let waiting = shared.lock_pool().accepting;
-        let mut wake = shared.local_addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-        }
         for _ in 0..waiting {
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            let _ = shared.connect_to_self();
         }
         for slot in shared.lock_registry().slots.values() {
             slot.close_if_idle(SHUTDOWN);
@@ -600,6 +612,9 @@ impl Shared {
         let found = listener.and_then(|listener| {
             loop {
                 let (stream, remote) = self.accept_one(&listener)?;
+                if self.trimming.load(SeqCst) > 0 && self.is_trim(remote) {
+                    return None;
+                }
                 self.accepted.fetch_add(1, SeqCst);
                 match self.admit(stream) {
                     Ok(slot) => break Some(Job { remote, slot }),
@@ -636,10 +651,53 @@ impl Shared {
         }
     }
 
+    /// Whether a connection from `remote` is one of `trim_idle_threads`'s,
+    /// which this thread takes as its cue to exit.
+    fn is_trim(&self, remote: SocketAddr) -> bool {
+        let mut pool = self.lock_pool();
+        let Some(i) = pool.trim.iter().position(|a| *a == remote) else { return false };
+        pool.trim.swap_remove(i);
+        self.trimming.fetch_sub(1, SeqCst);
+        true
+    }
+
+    /// Lets the threads that waited in `accept` for the whole last
+    /// `idle_thread_timeout` without being needed exit, keeping one: each
+    /// is sent a connection from this thread (known by its address, not
+    /// served, not counted), and the thread that accepts it exits.
+    fn trim_idle_threads(&self, pool: &mut Pool) {
+        let spare = pool.low_water.min(pool.accepting).saturating_sub(1);
+        for _ in 0..spare {
+            // Announced before the connection exists, and made under the
+            // pool lock, which the thread that accepts it takes to look at
+            // `trim`: it cannot look before the address is there.
+            self.trimming.fetch_add(1, SeqCst);
+            match self.connect_to_self().and_then(|s| s.local_addr()) {
+                Ok(addr) => pool.trim.push(addr),
+                Err(_) => {
+                    self.trimming.fetch_sub(1, SeqCst);
+                    break;
+                }
+            }
+        }
+        pool.low_water = pool.accepting - spare;
+    }
+
+    /// A connection to our own listener, to wake a thread waiting in
+    /// `accept`.
+    fn connect_to_self(&self) -> io::Result<TcpStream> {
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+    }
+
     /// Counts a thread out of `accept`; when none is left there, the serving
     /// thread starts another.
     fn leave_accept(&self, pool: &mut Pool) {
         pool.accepting -= 1;
+        pool.low_water = pool.low_water.min(pool.accepting);
         if pool.accepting == 0 {
             self.pool_changed.notify_all();
         }

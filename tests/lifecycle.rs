@@ -51,6 +51,22 @@ fn get(c: &mut Client, path: &str) -> Resp {
     c.read_response()
 }
 
+/// `n` clients each in the gated handler at once (so each on its own
+/// thread), asking to close after the response.
+fn burst_of_busy_clients(addr: std::net::SocketAddr, n: usize, entered: &mpsc::Receiver<()>) -> Vec<Client> {
+    let clients = (0..n)
+        .map(|_| {
+            let mut c = Client::new(addr);
+            c.send("GET /wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            c
+        })
+        .collect();
+    for _ in 0..n {
+        entered.recv_timeout(PATIENCE).unwrap();
+    }
+    clients
+}
+
 #[test]
 fn idle_connections_close_after_the_idle_timeout() {
     let running = start_echo_line(Server::builder().idle_timeout(Duration::from_millis(200)));
@@ -220,16 +236,7 @@ fn threads_not_needed_for_the_idle_thread_timeout_exit_down_to_one() {
     let (gate, entered, release) = gate();
     let running = gated(Server::builder().idle_thread_timeout(Duration::from_millis(50)), gate);
     let (addr, handle) = (running.local_addr(), running.handle().clone());
-    let mut clients: Vec<Client> = (0..BUSY)
-        .map(|_| {
-            let mut c = Client::new(addr);
-            c.send("GET /wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            c
-        })
-        .collect();
-    for _ in 0..BUSY {
-        entered.recv_timeout(PATIENCE).unwrap();
-    }
+    let mut clients = burst_of_busy_clients(addr, BUSY, &entered);
     for _ in 0..BUSY {
         release.send(()).unwrap();
     }
@@ -285,16 +292,7 @@ fn idle_threads_wait_at_the_listener_up_to_the_bound_and_leave_at_shutdown() {
     let (gate, entered, release) = gate();
     let running = gated(Server::builder().max_idle_threads(2), gate);
     let (addr, handle) = (running.local_addr(), running.handle().clone());
-    let mut clients: Vec<Client> = (0..BUSY)
-        .map(|_| {
-            let mut c = Client::new(addr);
-            c.send("GET /wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            c
-        })
-        .collect();
-    for _ in 0..BUSY {
-        entered.recv_timeout(PATIENCE).unwrap();
-    }
+    let mut clients = burst_of_busy_clients(addr, BUSY, &entered);
     // A thread per busy connection, and one more waiting at the listener.
     assert!(handle.wait_until(PATIENCE, |s| s.threads == BUSY + 1 && s.parked == 1), "{:?}", handle.stats());
     for _ in 0..BUSY {

@@ -7,7 +7,8 @@
 //! which would cost a wake-up per connection. When the last waiting thread
 //! takes a connection, the serving thread (the one that called
 //! [`Server::serve`]) starts another; a thread whose connection ends goes
-//! back to `accept`, or exits when enough others already wait there.
+//! back to `accept`, or exits when enough others already wait there. Those
+//! that wait unneeded for a while are sent away too, down to one.
 //!
 //! Each accepted connection gets a slot in a registry (the socket, shared
 //! with its thread, plus its state: busy, idle, or being closed). At the
@@ -185,7 +186,8 @@ pub(crate) struct Shared {
     /// Signalled to the serving thread when no thread is left waiting in
     /// `accept`, and at shutdown.
     pool_changed: Condvar,
-    /// `pool.trim.len()`, read without the lock on every accept.
+    /// Connections to tell a thread to exit, announced or in flight (see
+    /// `trim_idle_threads`); read without the lock on every accept.
     trimming: AtomicUsize,
     threads: AtomicUsize,
     /// Drains closed connections for them (see `linger`).
@@ -220,7 +222,8 @@ struct Pool {
     trim: Vec<SocketAddr>,
 }
 
-/// A connection handed to a thread (its socket is in the slot).
+/// A connection accepted, for the thread that accepted it (its socket is in
+/// the slot).
 struct Job {
     remote: SocketAddr,
     slot: Arc<Slot>,

@@ -51,6 +51,17 @@ fn get(c: &mut Client, path: &str) -> Resp {
     c.read_response()
 }
 
+/// Asserts that nothing answers a request at `addr` (after shutdown): the
+/// connect fails, or the connection ends without a byte.
+fn assert_not_served(addr: std::net::SocketAddr) {
+    let answer = TcpStream::connect(addr).map(|mut s| {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.read(&mut [0u8; 1])
+    });
+    assert!(!matches!(answer, Ok(Ok(n)) if n > 0), "served after shutdown: {answer:?}");
+}
+
 /// `n` clients each in the gated handler at once (so each on its own
 /// thread), asking to close after the response.
 fn burst_of_busy_clients(addr: std::net::SocketAddr, n: usize, entered: &mpsc::Receiver<()>) -> Vec<Client> {
@@ -312,12 +323,7 @@ fn idle_threads_wait_at_the_listener_up_to_the_bound_and_leave_at_shutdown() {
     running.shutdown().unwrap();
     // Each waiting thread was woken, and left; the port is closed.
     assert!(handle.wait_until(PATIENCE, |s| s.threads == 0), "{:?}", handle.stats());
-    let after = TcpStream::connect(addr).map(|mut s| {
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        s.read(&mut [0u8; 1])
-    });
-    assert!(!matches!(after, Ok(Ok(n)) if n > 0), "served after shutdown: {after:?}");
+    assert_not_served(addr);
 }
 
 #[test]
@@ -361,12 +367,7 @@ fn shutdown_closes_idle_connections_at_once_and_lets_busy_ones_finish() {
     let stats = handle.stats();
     assert_eq!((stats.open, stats.closes(CloseReason::Shutdown)), (0, 2), "{stats:?}");
     // No longer accepting.
-    let refused = TcpStream::connect(addr).map(|mut s| {
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        s.read(&mut [0u8; 1])
-    });
-    assert!(!matches!(refused, Ok(Ok(n)) if n > 0), "served after shutdown: {refused:?}");
+    assert_not_served(addr);
 }
 
 #[test]

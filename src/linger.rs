@@ -25,7 +25,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ const QUIET_MAX: Duration = Duration::from_millis(160);
 const PASS_BYTES: u64 = 64 * 1024;
 
 /// A socket whose write half is shut, read until its client closes.
-pub(crate) struct Draining {
+struct Draining {
     stream: Arc<TcpStream>,
     deadline: Instant,
     budget: u64,
@@ -86,15 +86,15 @@ impl Lingerer {
             // Not connected any more: nothing to protect.
             return;
         }
-        if self.hand_off(stream.clone(), timeout, max_bytes).is_err() {
+        if !self.hand_off(stream.clone(), timeout, max_bytes) {
             drain(stream, scratch, timeout, max_bytes);
         }
     }
 
     /// Hands a socket whose write half is shut to the lingering thread, to
-    /// be read for at most `timeout` and `max_bytes`; gives it back when the
-    /// thread is full, stopped, or cannot be started.
-    pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> Result<(), Draining> {
+    /// be read for at most `timeout` and `max_bytes`. False when the thread
+    /// is full, stopped, or cannot be started.
+    pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> bool {
         let now = Instant::now();
         let draining =
             Draining { stream, deadline: now + timeout, budget: max_bytes, next_read: now, quiet: PASS_INTERVAL };
@@ -103,14 +103,12 @@ impl Lingerer {
             let (tx, rx) = mpsc::sync_channel(LINGERING_MAX);
             match thread::Builder::new().name("h1serve-linger".into()).spawn(move || linger_all(rx)) {
                 Ok(thread) => *state = State::Running(tx, thread),
-                Err(_) => return Err(draining),
+                Err(_) => return false,
             }
         }
         match &*state {
-            State::Running(tx, _) => tx.try_send(draining).map_err(|e| match e {
-                TrySendError::Full(d) | TrySendError::Disconnected(d) => d,
-            }),
-            _ => Err(draining),
+            State::Running(tx, _) => tx.try_send(draining).is_ok(),
+            _ => false,
         }
     }
 
@@ -127,8 +125,8 @@ impl Lingerer {
 
 /// Discards input from `stream` (its write half already shut) until the
 /// client closes, or `timeout` or `max_bytes` runs out, blocking this
-/// thread. Returns the bytes discarded.
-pub(crate) fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) -> u64 {
+/// thread.
+fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u64) {
     let deadline = Instant::now() + timeout;
     let mut discarded = 0u64;
     while discarded < max_bytes {
@@ -143,7 +141,6 @@ pub(crate) fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, m
             Err(_) => break,
         }
     }
-    discarded
 }
 
 /// The lingering thread: passes over its sockets every `PASS_INTERVAL`

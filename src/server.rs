@@ -817,5 +817,5 @@ fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
     let _ = stream.shutdown(Shutdown::Write);
     // When the lingering thread is full, the socket is dropped here: the
     // bound on refused sockets held matters more than their close.
-    let _ = shared.lingerer.hand_off(stream, REFUSED_LINGER, config.linger_bytes);
+    shared.lingerer.hand_off(stream, REFUSED_LINGER, config.linger_bytes);
 }

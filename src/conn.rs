@@ -28,7 +28,7 @@ use crate::body::{Body, Failure};
 use crate::chunked::{self, ChunkedDecoder};
 use crate::error::{CloseReason, RequestError};
 use crate::framing::{self, RequestFraming, ResponseFraming};
-use crate::io::{Transport, is_timeout};
+use crate::io::{Buffers, Transport, is_timeout};
 use crate::parse::HeadParser;
 use crate::request::{Method, Request, RequestHead, Version};
 use crate::response::{ConnectionField, Content, Response};
@@ -48,6 +48,16 @@ enum Stop {
     Reject(RequestError, CloseReason),
 }
 
+/// What a connection thread keeps from one connection for the next: the
+/// buffers and the request head's storage. A thread serves many
+/// connections in turn (see `server`); reusing these spares a new
+/// connection their allocations.
+#[derive(Default)]
+pub(crate) struct Kept {
+    buffers: Buffers,
+    head: RequestHead,
+}
+
 /// One connection's state, alive for as long as the connection.
 struct Conn<'a> {
     io: Transport,
@@ -62,23 +72,21 @@ struct Conn<'a> {
 }
 
 /// Serves one connection to its end, closes it gracefully, and returns why
-/// it ended and how many requests it served.
+/// it ended and how many requests it served. `kept` lends the buffers and
+/// gets them back.
 pub(crate) fn serve(
     stream: Arc<TcpStream>,
     remote: SocketAddr,
     shared: &Shared,
     handler: &Handler,
     slot: &Slot,
+    kept: &mut Kept,
 ) -> (CloseReason, u64) {
     let cfg = &shared.config;
-    // SEED-NOTES §2: Nagle's algorithm would hold back a small response
-    // while an earlier segment is unacknowledged, which with delayed ACKs
-    // stalls it for tens of milliseconds. We batch writes ourselves instead.
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.write_timeout));
+    set_socket_options(&stream, cfg);
     let mut conn = Conn {
-        io: Transport::new(stream),
-        head: RequestHead::default(),
+        io: Transport::new(stream, std::mem::take(&mut kept.buffers)),
+        head: std::mem::take(&mut kept.head),
         parser: HeadParser::new(),
         shared,
         handler,
@@ -92,7 +100,18 @@ pub(crate) fn serve(
     let _ = conn.io.flush();
     let Transport { stream, rbuf, .. } = &mut conn.io;
     shared.lingerer.close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
+    kept.buffers = conn.io.into_buffers();
+    kept.head = conn.head;
     (reason, conn.served)
+}
+
+/// The options every connection's socket needs.
+fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) {
+    // SEED-NOTES §2: Nagle's algorithm would hold back a small response
+    // while an earlier segment is unacknowledged, which with delayed ACKs
+    // stalls it for tens of milliseconds. We batch writes ourselves instead.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(cfg.write_timeout));
 }
 
 impl Conn<'_> {

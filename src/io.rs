@@ -109,6 +109,13 @@ impl ReadBuf {
         &mut self.buf
     }
 
+    /// Forgets the contents (the buffer itself is kept).
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.last_read_filled = false;
+    }
+
     /// Gives memory back while the connection is idle, if a large request
     /// made the buffer grow.
     fn shrink_if_idle(&mut self) {
@@ -116,6 +123,16 @@ impl ReadBuf {
             self.buf = vec![0; READ_BUF_INITIAL];
         }
     }
+}
+
+/// A connection's buffers without its socket: what a connection thread
+/// keeps from one connection for the next, so that a new connection
+/// allocates neither buffer (a thread serves many connections in turn,
+/// see `server`). Only small buffers are kept.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
 }
 
 /// The socket with its read and write buffers. The socket is shared with
@@ -139,8 +156,20 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
 }
 
 impl Transport {
-    pub(crate) fn new(stream: Arc<TcpStream>) -> Transport {
-        Transport { stream, rbuf: ReadBuf::default(), wbuf: Vec::new(), read_timeout: None }
+    /// A transport for `stream`, with `buffers` from an earlier connection
+    /// (or new ones).
+    pub(crate) fn new(stream: Arc<TcpStream>, buffers: Buffers) -> Transport {
+        let Buffers { rbuf, wbuf } = buffers;
+        Transport { stream, rbuf, wbuf, read_timeout: None }
+    }
+
+    /// The buffers, emptied and shrunk if a large message made them grow,
+    /// for the next connection; the socket is dropped.
+    pub(crate) fn into_buffers(mut self) -> Buffers {
+        self.rbuf.clear();
+        self.wbuf.clear();
+        self.shrink_idle_buffers();
+        Buffers { rbuf: self.rbuf, wbuf: self.wbuf }
     }
 
     /// Sets the socket's read timeout, unless it is already set to that.

@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Builder, Config};
-use crate::conn::{self, Handler};
+use crate::conn::{self, Handler, Kept};
 use crate::error::{CloseReason, RequestError};
 use crate::linger::Lingerer;
 use crate::request::{Method, Request};
@@ -600,8 +600,9 @@ impl Shared {
     /// A connection thread: take a connection from the listener, serve it,
     /// and go back for the next.
     fn worker(&self, handler: &Arc<Handler>) {
+        let mut kept = Kept::default();
         while let Some(job) = self.next_connection() {
-            self.run(job, handler);
+            self.run(job, handler, &mut kept);
             if !self.rejoin_accept() {
                 return;
             }
@@ -718,7 +719,7 @@ impl Shared {
         true
     }
 
-    fn run(&self, job: Job, handler: &Arc<Handler>) {
+    fn run(&self, job: Job, handler: &Arc<Handler>, kept: &mut Kept) {
         let Job { remote, slot } = job;
         // Counted as released even if our own code panics.
         struct Guard<'a>(&'a Shared, &'a Slot, Option<(CloseReason, u64)>);
@@ -730,7 +731,7 @@ impl Shared {
         }
         let mut guard = Guard(self, &slot, None);
         self.emit(&Event::Opened { id: slot.id, remote });
-        guard.2 = Some(conn::serve(slot.stream.clone(), remote, self, &**handler, &slot));
+        guard.2 = Some(conn::serve(slot.stream.clone(), remote, self, &**handler, &slot, kept));
     }
 
     fn stats(&self) -> Stats {

@@ -83,9 +83,15 @@ pub(crate) fn serve(
     kept: &mut Kept,
 ) -> (CloseReason, u64) {
     let cfg = &shared.config;
-    set_socket_options(&stream, cfg);
+    let read_timeout = match shared.inherited_read_timeout {
+        Some(t) => Some(t),
+        None => {
+            set_socket_options(&stream, cfg);
+            None
+        }
+    };
     let mut conn = Conn {
-        io: Transport::new(stream, std::mem::take(&mut kept.buffers)),
+        io: Transport::new(stream, std::mem::take(&mut kept.buffers), read_timeout),
         head: std::mem::take(&mut kept.head),
         parser: HeadParser::new(),
         shared,
@@ -105,8 +111,9 @@ pub(crate) fn serve(
     (reason, conn.served)
 }
 
-/// The options every connection's socket needs.
-fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) {
+/// The options every connection's socket needs, for a socket that did not
+/// inherit them from the listener (see `server::preset_socket_options`).
+pub(crate) fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) {
     // SEED-NOTES §2: Nagle's algorithm would hold back a small response
     // while an earlier segment is unacknowledged, which with delayed ACKs
     // stalls it for tens of milliseconds. We batch writes ourselves instead.

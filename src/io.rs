@@ -150,6 +150,13 @@ pub(crate) struct Transport {
     read_timeout: Option<Duration>,
 }
 
+/// The socket timeout for a wait of `timeout`. A zero timeout means
+/// "none" to std (and is an error): callers treat an expired deadline as a
+/// timeout before calling.
+pub(crate) fn socket_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_millis(1))
+}
+
 /// A read timed out (`WouldBlock` on Unix, `TimedOut` on Windows).
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
@@ -157,10 +164,11 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
 
 impl Transport {
     /// A transport for `stream`, with `buffers` from an earlier connection
-    /// (or new ones).
-    pub(crate) fn new(stream: Arc<TcpStream>, buffers: Buffers) -> Transport {
+    /// (or new ones). `read_timeout` is the read timeout the socket already
+    /// has, if known (see `server::preset_socket_options`).
+    pub(crate) fn new(stream: Arc<TcpStream>, buffers: Buffers, read_timeout: Option<Duration>) -> Transport {
         let Buffers { rbuf, wbuf } = buffers;
-        Transport { stream, rbuf, wbuf, read_timeout: None }
+        Transport { stream, rbuf, wbuf, read_timeout }
     }
 
     /// The buffers, emptied and shrunk if a large message made them grow,
@@ -174,9 +182,7 @@ impl Transport {
 
     /// Sets the socket's read timeout, unless it is already set to that.
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        // A zero timeout means "none" to std (and is an error): the caller
-        // treats an expired deadline as a timeout before calling.
-        let timeout = timeout.max(Duration::from_millis(1));
+        let timeout = socket_timeout(timeout);
         if self.read_timeout != Some(timeout) {
             self.stream.set_read_timeout(Some(timeout))?;
             self.read_timeout = Some(timeout);

@@ -192,6 +192,10 @@ pub(crate) struct Shared {
     threads: AtomicUsize,
     /// Drains closed connections for them (see `linger`).
     pub(crate) lingerer: Lingerer,
+    /// Set when accepted sockets inherit the connection options from the
+    /// listener (see `preset_socket_options`): the read timeout they start
+    /// with.
+    pub(crate) inherited_read_timeout: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -299,6 +303,7 @@ impl Server {
 
     pub(crate) fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        let (listener, inherited_read_timeout) = preset_socket_options(listener, &config);
         let shared = Arc::new(Shared {
             config,
             local_addr,
@@ -316,6 +321,7 @@ impl Server {
             trimming: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             lingerer: Lingerer::new(),
+            inherited_read_timeout,
         });
         Ok(Server { listener, shared })
     }
@@ -646,7 +652,7 @@ impl Shared {
             }
             match accepted {
                 Ok(pair) => return Some(pair),
-                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
+                Err(e) if is_transient(&e) => {}
                 Err(_) => {
                     thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -801,6 +807,46 @@ impl Shared {
     }
 }
 
+/// An `accept` error to try again at once: a connection that was reset
+/// before we took it, a signal, or the listener's read timeout (see
+/// `preset_socket_options`). The others come from the system running out
+/// of something.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) || crate::io::is_timeout(e)
+}
+
+/// Sets on the listening socket the options every connection needs, where
+/// accepted sockets inherit them (Linux copies a listening socket's
+/// options to each socket it accepts): then a connection costs no system
+/// call for them, where it would cost three (`TCP_NODELAY`, the write
+/// timeout and the idle read timeout). Returns the listener and, if the
+/// options were set, the read timeout accepted sockets start with;
+/// otherwise each connection sets its own (`conn::set_socket_options`).
+///
+/// The read timeout also bounds each `accept`, which then returns
+/// `WouldBlock` once per idle timeout while no one connects: the thread
+/// just waits again (`is_transient`).
+fn preset_socket_options(listener: TcpListener, config: &Config) -> (TcpListener, Option<Duration>) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::OwnedFd;
+        // std sets these options only through a `TcpStream`; it is the same
+        // kind of socket, and goes straight back to being a listener.
+        let socket = TcpStream::from(OwnedFd::from(listener));
+        conn::set_socket_options(&socket, config);
+        let read_timeout = crate::io::socket_timeout(config.idle_timeout);
+        let set = socket.set_read_timeout(Some(read_timeout)).is_ok()
+            && socket.nodelay().unwrap_or(false)
+            && socket.write_timeout().is_ok_and(|t| t.is_some());
+        (TcpListener::from(OwnedFd::from(socket)), set.then_some(read_timeout))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = config;
+        (listener, None)
+    }
+}
+
 /// Refuses a connection with 503 (at the cap, or when no thread could be
 /// made). The accept loop must not block on it, so the response is
 /// written without blocking (it fits in an empty send buffer), and the
@@ -819,4 +865,38 @@ fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
     // When the lingering thread is full, the socket is dropped here: the
     // bound on refused sockets held matters more than their close.
     shared.lingerer.hand_off(stream, REFUSED_LINGER, config.linger_bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn accepted_sockets_inherit_the_connection_options_from_the_listener() {
+        let config = Builder::default()
+            .idle_timeout(Duration::from_millis(700))
+            .write_timeout(Duration::from_millis(900))
+            .config;
+        let (listener, read_timeout) = preset_socket_options(TcpListener::bind("127.0.0.1:0").unwrap(), &config);
+        assert_eq!(read_timeout, Some(Duration::from_millis(700)));
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+        // The kernel keeps timeouts in its own ticks: compare loosely.
+        let near = |t: Option<Duration>, ms: u64| t.is_some_and(|t| t.as_millis().abs_diff(ms.into()) < 20);
+        assert!(near(accepted.read_timeout().unwrap(), 700));
+        assert!(near(accepted.write_timeout().unwrap(), 900));
+    }
+
+    #[test]
+    fn accept_waits_again_at_once_after_its_timeout_but_backs_off_when_out_of_resources() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut, io::ErrorKind::ConnectionAborted] {
+            assert!(is_transient(&kind.into()), "{kind:?}");
+        }
+        // EMFILE and ENOMEM, as Linux numbers them.
+        for errno in [24, 12] {
+            assert!(!is_transient(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+    }
 }

@@ -252,7 +252,10 @@ impl Builder {
         Server::from_listener(TcpListener::bind(addr)?, self.config)
     }
 
-    /// Serves on a listener bound elsewhere.
+    /// Serves on a listener bound elsewhere. The server makes it blocking
+    /// (its threads wait in `accept`) and, where accepted sockets inherit
+    /// them, sets on it the options every connection needs (`TCP_NODELAY`,
+    /// the write timeout and the idle timeout as its read timeout).
     pub fn listener(self, listener: TcpListener) -> io::Result<Server> {
         Server::from_listener(listener, self.config)
     }

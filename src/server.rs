@@ -303,6 +303,9 @@ impl Server {
 
     pub(crate) fn from_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
+        // Threads wait in `accept`: on a listener made non-blocking
+        // elsewhere they would spin instead.
+        listener.set_nonblocking(false)?;
         let (listener, inherited_read_timeout) = preset_socket_options(listener, &config);
         let shared = Arc::new(Shared {
             config,
@@ -887,6 +890,25 @@ mod tests {
         let near = |t: Option<Duration>, ms: u64| t.is_some_and(|t| t.as_millis().abs_diff(ms.into()) < 20);
         assert!(near(accepted.read_timeout().unwrap(), 700));
         assert!(near(accepted.write_timeout().unwrap(), 900));
+    }
+
+    #[test]
+    fn a_listener_made_non_blocking_elsewhere_is_made_blocking() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let config = Builder::default().idle_timeout(Duration::from_millis(200)).config;
+        let server = Server::from_listener(listener, config).unwrap();
+        // Nobody connects: a blocking accept waits for the listener's read
+        // timeout (where it has one) or for ever; a non-blocking one
+        // returns at once.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        thread::spawn(move || {
+            let _ = server.listener.accept();
+            let _ = tx.send(());
+        });
+        let returned = rx.recv_timeout(Duration::from_millis(100)).is_ok();
+        assert!(!returned, "accept returned after {:?}", started.elapsed());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::body::BodyLength;
 use crate::error::RequestError;
-use crate::headers::{Headers, trim_ows};
+use crate::headers::{Headers, is_reg_name_byte, trim_ows};
 use crate::request::{Method, RequestHead, Version};
 
 /// What the server learns from a request head before the handler runs.
@@ -83,7 +83,9 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
     let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&b| b == b']') else { return false };
         let literal = &rest[..close];
-        if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b":.vV".contains(&b)) {
+        if literal.is_empty()
+            || !literal.iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        {
             return false;
         }
         (&b""[..], &rest[close + 1..])
@@ -93,7 +95,7 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
             None => (v, &b""[..]),
         }
     };
-    let reg_name_ok = host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b));
+    let reg_name_ok = host.iter().all(|&b| is_reg_name_byte(b));
     let port_ok = match port {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit) && digits.len() <= 5,
@@ -296,6 +298,11 @@ mod tests {
             ("a@b", false),
         ] {
             assert_eq!(is_valid_host(v.as_bytes()), ok, "{v:?}");
+        }
+        // The byte class the check uses is RFC 3986's reg-name set exactly.
+        for b in 0..=255u8 {
+            let rfc = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            assert_eq!(is_reg_name_byte(b), rfc, "{b:#04x}");
         }
         let two = head(Version::Http11, &[("Host", "a"), ("Host", "a")]);
         assert_eq!(request_framing(&two, 10).unwrap_err().status(), 400);

@@ -281,6 +281,7 @@ impl fmt::Debug for Headers {
 const TCHAR: u8 = 1;
 const FIELD_VCHAR: u8 = 2;
 const TARGET: u8 = 4;
+const REG_NAME: u8 = 8;
 
 static CLASSES: [u8; 256] = classes();
 
@@ -299,7 +300,15 @@ const fn classes() -> [u8; 256] {
         // A request target is visible ASCII (RFC 3986 percent-encodes the
         // rest) without `#`: no form of RFC 9112 §3.2 has a fragment.
         let target = matches!(b, 0x21..=0x7e) && b != b'#';
-        table[i] = (tchar as u8 * TCHAR) | (field_vchar as u8 * FIELD_VCHAR) | (target as u8 * TARGET);
+        // A byte of a `reg-name` host (RFC 3986 §3.2.2): unreserved,
+        // sub-delims, or the `%` of a percent-encoding.
+        let reg_name = matches!(b,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'%' |
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=');
+        table[i] = (tchar as u8 * TCHAR)
+            | (field_vchar as u8 * FIELD_VCHAR)
+            | (target as u8 * TARGET)
+            | (reg_name as u8 * REG_NAME);
         i += 1;
     }
     table
@@ -329,6 +338,12 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_target_byte(b: u8) -> bool {
     CLASSES[b as usize] & TARGET != 0
+}
+
+/// A byte of a `reg-name` host (RFC 3986 §3.2.2).
+#[inline]
+pub(crate) fn is_reg_name_byte(b: u8) -> bool {
+    CLASSES[b as usize] & REG_NAME != 0
 }
 
 /// `token = 1*tchar` (RFC 9110 §5.6.2).

@@ -288,7 +288,7 @@ impl Conn<'_> {
         if let Err(reason) = self.write_response(response, out, conn_field, is_head) {
             return Some(reason);
         }
-        self.shared.count_request();
+        self.slot.count_response();
         self.shared.emit(&Event::Request {
             id: self.slot.id,
             method: &self.head.method,

@@ -21,7 +21,10 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    Ordering::SeqCst,
+};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -179,7 +182,9 @@ pub(crate) struct Shared {
     waiters: AtomicUsize,
     started: Instant,
     accepted: AtomicU64,
-    requests: AtomicU64,
+    /// Responses written on connections that have closed (open ones count
+    /// their own: see `Slot::responses`).
+    responses_of_closed: AtomicU64,
     over_capacity: AtomicU64,
     closes: [AtomicU64; CloseReason::ALL.len()],
     pool: Mutex<Pool>,
@@ -247,6 +252,12 @@ pub(crate) struct Slot {
     state: AtomicU8,
     /// Nanoseconds since server start when it last went idle.
     idle_since: AtomicU64,
+    /// Responses written on this connection. Each connection counts its
+    /// own, written by its thread alone: one counter that every thread
+    /// increments would pass its cache line between cores on every
+    /// request (measured: about a tenth of the connection loop's time
+    /// when pipelined).
+    responses: AtomicU64,
     /// The connection's socket, shared with its thread, to wake its
     /// blocked read.
     stream: Arc<TcpStream>,
@@ -269,6 +280,11 @@ impl Slot {
     /// Marks the connection busy. False if it was closed while idle.
     pub(crate) fn leave_idle(&self) -> bool {
         self.state.compare_exchange(IDLE, BUSY, SeqCst, SeqCst).is_ok()
+    }
+
+    /// Counts a response written (called by the connection's thread only).
+    pub(crate) fn count_response(&self) {
+        self.responses.store(self.responses.load(Relaxed) + 1, Release);
     }
 
     /// Why the connection was closed while idle.
@@ -316,7 +332,7 @@ impl Server {
             waiters: AtomicUsize::new(0),
             started: Instant::now(),
             accepted: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            responses_of_closed: AtomicU64::new(0),
             over_capacity: AtomicU64::new(0),
             closes: Default::default(),
             pool: Mutex::new(Pool::default()),
@@ -520,10 +536,6 @@ impl Shared {
         }
     }
 
-    pub(crate) fn count_request(&self) {
-        self.requests.fetch_add(1, SeqCst);
-    }
-
     fn lock_registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the map inconsistent
         // (each critical section is a single insert, remove or scan).
@@ -552,7 +564,13 @@ impl Shared {
         }
         let id = reg.next_id;
         reg.next_id += 1;
-        let slot = Arc::new(Slot { id, state: AtomicU8::new(BUSY), idle_since: AtomicU64::new(0), stream });
+        let slot = Arc::new(Slot {
+            id,
+            state: AtomicU8::new(BUSY),
+            idle_since: AtomicU64::new(0),
+            responses: AtomicU64::new(0),
+            stream,
+        });
         reg.slots.insert(id, slot.clone());
         Ok(slot)
     }
@@ -566,6 +584,9 @@ impl Shared {
         self.closes[reason.index()].fetch_add(1, SeqCst);
         self.emit(&Event::Closed { id: slot.id, reason, requests });
         let mut reg = self.lock_registry();
+        // Under the lock `stats` takes: it sees the slot's responses in the
+        // slot or in the total, never in both or neither.
+        self.responses_of_closed.fetch_add(slot.responses.load(Acquire), SeqCst);
         if reg.slots.remove(&slot.id).is_some() && slot.state.load(SeqCst) == EVICTED {
             reg.evicting -= 1;
         }
@@ -747,6 +768,8 @@ impl Shared {
         let reg = self.lock_registry();
         let open = reg.slots.len();
         let idle = reg.slots.values().filter(|s| s.state.load(SeqCst) == IDLE).count();
+        let responses =
+            self.responses_of_closed.load(SeqCst) + reg.slots.values().map(|s| s.responses.load(Acquire)).sum::<u64>();
         drop(reg);
         let mut closes = [0; CloseReason::ALL.len()];
         for (c, a) in closes.iter_mut().zip(&self.closes) {
@@ -757,7 +780,7 @@ impl Shared {
             idle,
             busy: open - idle,
             accepted: self.accepted.load(SeqCst),
-            requests: self.requests.load(SeqCst),
+            requests: responses,
             over_capacity: self.over_capacity.load(SeqCst),
             threads: self.threads.load(SeqCst),
             parked: {

@@ -27,6 +27,27 @@ fn ureq_reuses_one_connection_for_several_requests() {
 }
 
 #[test]
+fn the_response_count_covers_open_and_closed_connections() {
+    let running = start_echo_line(default_builder());
+    let addr = running.local_addr();
+    let mut closing = Client::new(addr);
+    closing.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut open = Client::new(addr);
+    open.send("GET /3 HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3));
+    for _ in 0..2 {
+        assert_eq!(closing.read_response().status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(open.read_response().status, 200);
+    }
+    assert!(running.handle().wait_until(PATIENCE, |s| s.open == 1), "{:?}", running.stats());
+    assert_eq!(running.stats().requests, 5, "two on the closed connection, three on the open one");
+    drop(open);
+    assert_all_closed(&running);
+    assert_eq!(running.stats().requests, 5);
+}
+
+#[test]
 fn http11_persists_by_default_and_sends_no_connection_field() {
     let running = start_echo_line(default_builder());
     let mut c = Client::new(running.local_addr());

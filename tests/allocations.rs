@@ -1,7 +1,8 @@
 //! Heap allocations on the request path, counted by a global allocator
 //! that wraps the system's. The count covers the whole test process (the
 //! server's threads and the client), so the client here allocates nothing
-//! per request, and the tests take turns (`ONE_AT_A_TIME`).
+//! per request, the tests take turns (`ONE_AT_A_TIME`), and each bound
+//! leaves a margin for what runs beside the requests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -81,7 +82,12 @@ fn keep_alive_requests_allocate_nothing() {
     let allocated = ALLOCATIONS.load(Relaxed) - before;
     drop(stream);
     running.shutdown().unwrap();
-    assert_eq!(allocated, 0, "allocations during 1000 keep-alive requests");
+    // None per request. The process count also takes in what runs beside
+    // the requests: the test harness reporting the other test, and a
+    // thread the server may still be starting to wait at the listener
+    // (the connection took the one that waited). One allocation per
+    // request would count 1000.
+    assert!(allocated <= 20, "{allocated} allocations during 1000 keep-alive requests");
 }
 
 #[test]

@@ -254,8 +254,9 @@ impl Builder {
 
     /// Serves on a listener bound elsewhere. The server makes it blocking
     /// (its threads wait in `accept`) and, where accepted sockets inherit
-    /// them, sets on it the options every connection needs (`TCP_NODELAY`,
-    /// the write timeout and the idle timeout as its read timeout).
+    /// them, sets on it the options every connection needs: `TCP_NODELAY`,
+    /// the write timeout, and the idle timeout as its read timeout when
+    /// that is a second or more.
     pub fn listener(self, listener: TcpListener) -> io::Result<Server> {
         Server::from_listener(listener, self.config)
     }

@@ -83,15 +83,11 @@ pub(crate) fn serve(
     kept: &mut Kept,
 ) -> (CloseReason, u64) {
     let cfg = &shared.config;
-    let read_timeout = match shared.inherited_read_timeout {
-        Some(t) => Some(t),
-        None => {
-            set_socket_options(&stream, cfg);
-            None
-        }
-    };
+    if !shared.inherited.options {
+        set_socket_options(&stream, cfg);
+    }
     let mut conn = Conn {
-        io: Transport::new(stream, std::mem::take(&mut kept.buffers), read_timeout),
+        io: Transport::new(stream, std::mem::take(&mut kept.buffers), shared.inherited.read_timeout),
         head: std::mem::take(&mut kept.head),
         parser: HeadParser::new(),
         shared,

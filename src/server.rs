@@ -197,10 +197,8 @@ pub(crate) struct Shared {
     threads: AtomicUsize,
     /// Drains closed connections for them (see `linger`).
     pub(crate) lingerer: Lingerer,
-    /// Set when accepted sockets inherit the connection options from the
-    /// listener (see `preset_socket_options`): the read timeout they start
-    /// with.
-    pub(crate) inherited_read_timeout: Option<Duration>,
+    /// What accepted sockets inherit from the listener.
+    pub(crate) inherited: Inherited,
 }
 
 #[derive(Default)]
@@ -322,7 +320,7 @@ impl Server {
         // Threads wait in `accept`: on a listener made non-blocking
         // elsewhere they would spin instead.
         listener.set_nonblocking(false)?;
-        let (listener, inherited_read_timeout) = preset_socket_options(listener, &config);
+        let (listener, inherited) = preset_socket_options(listener, &config);
         let shared = Arc::new(Shared {
             config,
             local_addr,
@@ -340,7 +338,7 @@ impl Server {
             trimming: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             lingerer: Lingerer::new(),
-            inherited_read_timeout,
+            inherited,
         });
         Ok(Server { listener, shared })
     }
@@ -841,18 +839,34 @@ fn is_transient(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) || crate::io::is_timeout(e)
 }
 
+/// What accepted sockets inherit from the listener (see
+/// `preset_socket_options`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Inherited {
+    /// `TCP_NODELAY` and the write timeout.
+    pub(crate) options: bool,
+    /// The read timeout they start with, if any.
+    pub(crate) read_timeout: Option<Duration>,
+}
+
+/// The shortest idle timeout also set on the listener as its read timeout:
+/// it bounds each `accept` too, and a shorter one would wake every thread
+/// waiting there that often.
+const LISTENER_READ_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+
 /// Sets on the listening socket the options every connection needs, where
 /// accepted sockets inherit them (Linux copies a listening socket's
 /// options to each socket it accepts): then a connection costs no system
 /// call for them, where it would cost three (`TCP_NODELAY`, the write
-/// timeout and the idle read timeout). Returns the listener and, if the
-/// options were set, the read timeout accepted sockets start with;
-/// otherwise each connection sets its own (`conn::set_socket_options`).
+/// timeout and the idle read timeout). Returns the listener and what its
+/// sockets inherit; each connection sets the rest itself
+/// (`conn::set_socket_options`, `io::Transport`).
 ///
 /// The read timeout also bounds each `accept`, which then returns
 /// `WouldBlock` once per idle timeout while no one connects: the thread
-/// just waits again (`is_transient`).
-fn preset_socket_options(listener: TcpListener, config: &Config) -> (TcpListener, Option<Duration>) {
+/// just waits again (`is_transient`). So it is set only for idle timeouts
+/// of a second or more.
+fn preset_socket_options(listener: TcpListener, config: &Config) -> (TcpListener, Inherited) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use std::os::fd::OwnedFd;
@@ -860,16 +874,15 @@ fn preset_socket_options(listener: TcpListener, config: &Config) -> (TcpListener
         // kind of socket, and goes straight back to being a listener.
         let socket = TcpStream::from(OwnedFd::from(listener));
         conn::set_socket_options(&socket, config);
-        let read_timeout = crate::io::socket_timeout(config.idle_timeout);
-        let set = socket.set_read_timeout(Some(read_timeout)).is_ok()
-            && socket.nodelay().unwrap_or(false)
-            && socket.write_timeout().is_ok_and(|t| t.is_some());
-        (TcpListener::from(OwnedFd::from(socket)), set.then_some(read_timeout))
+        let options = socket.nodelay().unwrap_or(false) && socket.write_timeout().is_ok_and(|t| t.is_some());
+        let read_timeout = Some(crate::io::socket_timeout(config.idle_timeout))
+            .filter(|&t| t >= LISTENER_READ_TIMEOUT_MIN && socket.set_read_timeout(Some(t)).is_ok());
+        (TcpListener::from(OwnedFd::from(socket)), Inherited { options, read_timeout })
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = config;
-        (listener, None)
+        (listener, Inherited::default())
     }
 }
 
@@ -900,26 +913,34 @@ mod tests {
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn accepted_sockets_inherit_the_connection_options_from_the_listener() {
-        let config = Builder::default()
-            .idle_timeout(Duration::from_millis(700))
-            .write_timeout(Duration::from_millis(900))
-            .config;
-        let (listener, read_timeout) = preset_socket_options(TcpListener::bind("127.0.0.1:0").unwrap(), &config);
-        assert_eq!(read_timeout, Some(Duration::from_millis(700)));
-        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(accepted.nodelay().unwrap());
         // The kernel keeps timeouts in its own ticks: compare loosely.
         let near = |t: Option<Duration>, ms: u64| t.is_some_and(|t| t.as_millis().abs_diff(ms.into()) < 20);
-        assert!(near(accepted.read_timeout().unwrap(), 700));
-        assert!(near(accepted.write_timeout().unwrap(), 900));
+        for (idle_ms, read_timeout_inherited) in [(1500, true), (300, false)] {
+            let config = Builder::default()
+                .idle_timeout(Duration::from_millis(idle_ms))
+                .write_timeout(Duration::from_millis(900))
+                .config;
+            let (listener, inherited) = preset_socket_options(TcpListener::bind("127.0.0.1:0").unwrap(), &config);
+            let read_timeout = read_timeout_inherited.then_some(Duration::from_millis(idle_ms));
+            assert_eq!(inherited, Inherited { options: true, read_timeout });
+            let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            assert!(accepted.nodelay().unwrap());
+            assert!(near(accepted.write_timeout().unwrap(), 900));
+            match read_timeout {
+                Some(_) => assert!(near(accepted.read_timeout().unwrap(), idle_ms)),
+                // A short idle timeout is left to each connection: on the
+                // listener it would wake the threads in `accept` as often.
+                None => assert_eq!(accepted.read_timeout().unwrap(), None),
+            }
+        }
     }
 
     #[test]
     fn a_listener_made_non_blocking_elsewhere_is_made_blocking() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let config = Builder::default().idle_timeout(Duration::from_millis(200)).config;
+        let config = Builder::default().idle_timeout(Duration::from_secs(1)).config;
         let server = Server::from_listener(listener, config).unwrap();
         // Nobody connects: a blocking accept waits for the listener's read
         // timeout (where it has one) or for ever; a non-blocking one

@@ -314,10 +314,15 @@ const fn classes() -> [u8; 256] {
     table
 }
 
+#[inline]
+fn in_class(b: u8, class: u8) -> bool {
+    CLASSES[b as usize] & class != 0
+}
+
 /// `tchar` of RFC 9110 §5.6.2.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
-    CLASSES[b as usize] & TCHAR != 0
+    in_class(b, TCHAR)
 }
 
 /// `field-vchar` (RFC 9110 §5.5): visible ASCII or a byte of 0x80 and
@@ -325,7 +330,7 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 /// character (CR, LF and NUL above all) is not.
 #[inline]
 pub(crate) fn is_field_vchar(b: u8) -> bool {
-    CLASSES[b as usize] & FIELD_VCHAR != 0
+    in_class(b, FIELD_VCHAR)
 }
 
 /// A byte that may appear inside a field value: field-vchar, SP or HTAB.
@@ -337,13 +342,13 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
 /// A byte of a request target.
 #[inline]
 pub(crate) fn is_target_byte(b: u8) -> bool {
-    CLASSES[b as usize] & TARGET != 0
+    in_class(b, TARGET)
 }
 
 /// A byte of a `reg-name` host (RFC 3986 §3.2.2).
 #[inline]
 pub(crate) fn is_reg_name_byte(b: u8) -> bool {
-    CLASSES[b as usize] & REG_NAME != 0
+    in_class(b, REG_NAME)
 }
 
 /// `token = 1*tchar` (RFC 9110 §5.6.2).

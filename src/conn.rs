@@ -104,6 +104,7 @@ pub(crate) fn serve(
     shared.lingerer.close(stream, rbuf.as_scratch(), cfg.linger_timeout, cfg.linger_bytes);
     kept.buffers = conn.io.into_buffers();
     kept.head = conn.head;
+    kept.head.shrink();
     (reason, conn.served)
 }
 

@@ -121,6 +121,23 @@ pub(crate) struct RequestHead {
     pub headers: Headers,
 }
 
+impl RequestHead {
+    /// Gives back storage that a large request made grow, so that what a
+    /// thread keeps between connections stays small (see `conn::Kept`).
+    pub(crate) fn shrink(&mut self) {
+        if !self.headers.storage_is_small() {
+            self.headers = Headers::default();
+        }
+        if self.target.capacity() > TARGET_KEEP {
+            self.target = String::new();
+        }
+    }
+}
+
+/// The longest request target whose storage is kept for the next
+/// connection.
+const TARGET_KEEP: usize = 1024;
+
 /// An HTTP request, handed to the handler as `&mut Request`.
 ///
 /// The body is read through [`Request::body`] (a [`std::io::Read`]); it
@@ -228,6 +245,24 @@ pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_kept_between_connections_gives_back_only_large_storage() {
+        let mut head = RequestHead::default();
+        head.target.push_str("/p");
+        head.headers.append("Host", "x");
+        let kept = head.target.capacity();
+        head.shrink();
+        assert_eq!(head.target.capacity(), kept);
+        for i in 0..100 {
+            head.headers.append("X-Many", i.to_string());
+        }
+        head.target.push_str(&"x".repeat(2000));
+        assert!(!head.headers.storage_is_small());
+        head.shrink();
+        assert!(head.headers.storage_is_small() && head.headers.is_empty());
+        assert_eq!(head.target.capacity(), 0);
+    }
 
     #[test]
     fn targets_split_into_path_and_query() {

@@ -110,12 +110,13 @@ pub(crate) fn serve(
 
 /// The options every connection's socket needs, for a socket that did not
 /// inherit them from the listener (see `server::preset_socket_options`).
-pub(crate) fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) {
+/// Returns whether both were set.
+pub(crate) fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) -> bool {
     // SEED-NOTES §2: Nagle's algorithm would hold back a small response
     // while an earlier segment is unacknowledged, which with delayed ACKs
     // stalls it for tens of milliseconds. We batch writes ourselves instead.
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.write_timeout));
+    let nodelay = stream.set_nodelay(true).is_ok();
+    nodelay & stream.set_write_timeout(Some(cfg.write_timeout)).is_ok()
 }
 
 impl Conn<'_> {

@@ -101,8 +101,7 @@ impl ReadBuf {
     /// The whole buffer as scratch space, discarding its contents: for the
     /// lingering close, when the connection will read no more requests.
     pub(crate) fn as_scratch(&mut self) -> &mut [u8] {
-        self.start = 0;
-        self.end = 0;
+        self.clear();
         if self.buf.is_empty() {
             self.buf.resize(READ_BUF_INITIAL, 0);
         }

@@ -873,8 +873,7 @@ fn preset_socket_options(listener: TcpListener, config: &Config) -> (TcpListener
         // std sets these options only through a `TcpStream`; it is the same
         // kind of socket, and goes straight back to being a listener.
         let socket = TcpStream::from(OwnedFd::from(listener));
-        conn::set_socket_options(&socket, config);
-        let options = socket.nodelay().unwrap_or(false) && socket.write_timeout().is_ok_and(|t| t.is_some());
+        let options = conn::set_socket_options(&socket, config);
         let read_timeout = Some(crate::io::socket_timeout(config.idle_timeout))
             .filter(|&t| t >= LISTENER_READ_TIMEOUT_MIN && socket.set_read_timeout(Some(t)).is_ok());
         (TcpListener::from(OwnedFd::from(socket)), Inherited { options, read_timeout })

@@ -4,7 +4,7 @@
 
 use crate::body::BodyLength;
 use crate::error::RequestError;
-use crate::headers::{Headers, is_reg_name_byte, trim_ows};
+use crate::headers::{Headers, is_reg_name_byte, list_members};
 use crate::request::{Method, RequestHead, Version};
 
 /// What the server learns from a request head before the handler runs.
@@ -27,51 +27,98 @@ pub(crate) fn request_framing(head: &RequestHead, max_body: u64) -> Result<Reque
         // Tunnels are out of scope: 501 rather than a 2xx that would promise one.
         return Err(RequestError::NotImplemented);
     }
-    check_host(&head.headers, head.version)?;
+    let fields = FramingFields::of(&head.headers);
+    check_host(&fields, head.version)?;
     check_target_form(&head.target, &head.method)?;
-    let body = body_length(&head.headers, head.version)?;
+    let body = body_length(&fields, &head.headers, head.version)?;
     if let BodyLength::Exact(n) = body {
         if n > max_body {
             // Refused before a byte of it is read, and with no 100 Continue.
             return Err(RequestError::ContentTooLarge);
         }
     }
-    let expect_continue = match head.headers.get_bytes("expect") {
+    if fields.expects > 1 {
+        return Err(Bad("repeated Expect"));
+    }
+    let expect_continue = match fields.expect {
         // RFC 9110 §10.1.1: a server MUST NOT send a 100 (Continue) to an
         // HTTP/1.0 client; its expectation is ignored.
         _ if head.version == Version::Http10 => false,
         None => false,
-        Some(v) if trim_ows(v).eq_ignore_ascii_case(b"100-continue") => true,
+        Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
         Some(_) => return Err(RequestError::ExpectationFailed),
     };
-    if head.headers.get_all_bytes("expect").count() > 1 {
-        return Err(Bad("repeated Expect"));
+    Ok(RequestFraming { body, keep_alive: client_keeps_alive(&fields, head.version), expect_continue })
+}
+
+/// The fields that decide a request's framing and persistence, gathered in
+/// one pass over the head. A browser sends a dozen fields or more; looking
+/// up each of these names on its own walked them all six times.
+#[derive(Debug, Default)]
+struct FramingFields<'h> {
+    /// The first `Host` value, and how many `Host` fields there are.
+    host: Option<&'h [u8]>,
+    hosts: usize,
+    /// The first `Content-Length` value, and how many there are.
+    content_length: Option<&'h [u8]>,
+    content_lengths: usize,
+    transfer_encoding: bool,
+    /// The first `Expect` value, and how many there are.
+    expect: Option<&'h [u8]>,
+    expects: usize,
+    /// The `Connection` tokens that decide persistence, from every
+    /// `Connection` field (a case-insensitive list, RFC 9110 §7.6.1).
+    close: bool,
+    keep_alive: bool,
+}
+
+impl<'h> FramingFields<'h> {
+    fn of(headers: &'h Headers) -> FramingFields<'h> {
+        let mut f = FramingFields::default();
+        for (name, value) in headers.iter_raw() {
+            // `eq_ignore_ascii_case` compares lengths first, so a field
+            // that is none of these costs five length comparisons.
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            if is("host") {
+                f.host = f.host.or(Some(value));
+                f.hosts += 1;
+            } else if is("content-length") {
+                f.content_length = f.content_length.or(Some(value));
+                f.content_lengths += 1;
+            } else if is("transfer-encoding") {
+                f.transfer_encoding = true;
+            } else if is("expect") {
+                f.expect = f.expect.or(Some(value));
+                f.expects += 1;
+            } else if is("connection") {
+                for token in list_members(value) {
+                    f.close |= token.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+        f
     }
-    Ok(RequestFraming { body, keep_alive: client_keeps_alive(&head.headers, head.version), expect_continue })
 }
 
 /// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`; HTTP/1.0
 /// persists only with `Connection: keep-alive` (and no `close`).
-pub(crate) fn client_keeps_alive(headers: &Headers, version: Version) -> bool {
-    if headers.has_token("connection", "close") {
-        return false;
-    }
-    version == Version::Http11 || headers.has_token("connection", "keep-alive")
+fn client_keeps_alive(fields: &FramingFields<'_>, version: Version) -> bool {
+    !fields.close && (version == Version::Http11 || fields.keep_alive)
 }
 
 /// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
 /// to any HTTP/1.1 request message that lacks a Host header field and to any
 /// request message that contains more than one Host header field line or a
 /// Host header field with an invalid field value."
-fn check_host(headers: &Headers, version: Version) -> Result<(), RequestError> {
+fn check_host(fields: &FramingFields<'_>, version: Version) -> Result<(), RequestError> {
     use RequestError::BadRequest as Bad;
-    let mut hosts = headers.get_all_bytes("host");
-    match (hosts.next(), hosts.next()) {
-        (None, _) if version == Version::Http11 => Err(Bad("missing Host")),
-        (None, _) => Ok(()),
-        (Some(_), Some(_)) => Err(Bad("repeated Host")),
-        (Some(v), None) if is_valid_host(v) => Ok(()),
-        (Some(_), None) => Err(Bad("invalid Host")),
+    match fields.host {
+        None if version == Version::Http11 => Err(Bad("missing Host")),
+        None => Ok(()),
+        Some(_) if fields.hosts > 1 => Err(Bad("repeated Host")),
+        Some(v) if is_valid_host(v) => Ok(()),
+        Some(_) => Err(Bad("invalid Host")),
     }
 }
 
@@ -137,13 +184,10 @@ fn check_target_form(target: &str, method: &Method) -> Result<(), RequestError> 
 ///    (`5, 5`) or repeated field is rejected even when the values agree,
 ///    the strict choice RFC 9110 §8.6 allows; overflow is rejected.
 /// 6. Neither: no body.
-pub(crate) fn body_length(headers: &Headers, version: Version) -> Result<BodyLength, RequestError> {
+fn body_length(fields: &FramingFields<'_>, headers: &Headers, version: Version) -> Result<BodyLength, RequestError> {
     use RequestError::BadRequest as Bad;
-    let has_te = headers.contains("transfer-encoding");
-    let mut lengths = headers.get_all_bytes("content-length");
-    let length = lengths.next();
-    if has_te {
-        if length.is_some() {
+    if fields.transfer_encoding {
+        if fields.content_length.is_some() {
             return Err(Bad("both Transfer-Encoding and Content-Length"));
         }
         if version == Version::Http10 {
@@ -151,9 +195,9 @@ pub(crate) fn body_length(headers: &Headers, version: Version) -> Result<BodyLen
         }
         return transfer_coding(headers);
     }
-    match length {
+    match fields.content_length {
         None => Ok(BodyLength::Exact(0)),
-        Some(_) if lengths.next().is_some() => Err(Bad("repeated Content-Length")),
+        Some(_) if fields.content_lengths > 1 => Err(Bad("repeated Content-Length")),
         Some(v) => parse_content_length(v).map(BodyLength::Exact).ok_or(Bad("invalid Content-Length")),
     }
 }
@@ -264,6 +308,7 @@ mod tests {
             (&[("Transfer-Encoding", "")], 400),
             (&[("Expect", "100-continue")], 200),
             (&[("Expect", "something-else")], 417),
+            (&[("Expect", "100-continue"), ("Expect", "100-continue")], 400),
         ];
         for (fields, status) in table {
             assert_eq!(status_of(fields), *status, "{fields:?}");

@@ -159,7 +159,15 @@ impl HeadParser {
             if self.state == State::Done || self.pos >= buf.len() {
                 break Ok(());
             }
-            if self.state == State::LineStart && buf[self.pos] != b'\r' && self.whole_field_line(buf, head) {
+            // The usual case first: a line that has arrived whole, taken in
+            // one go. The byte states take the rest (lines split across
+            // reads, errors) and accept exactly the same heads.
+            let whole_line = match self.state {
+                State::Start => self.whole_request_line(buf, head),
+                State::LineStart => self.whole_field_line(buf, head),
+                _ => false,
+            };
+            if whole_line {
                 continue;
             }
             if let Err(e) = self.step(buf, head) {
@@ -193,13 +201,50 @@ impl HeadParser {
         None
     }
 
-    /// The usual case of a field line: all of it received and valid, taken
-    /// in one go (RFC 9112 §5: `field-name ":" OWS field-value OWS` CRLF).
-    /// Returns false, having changed nothing, for a line that is incomplete
-    /// or invalid; the byte-at-a-time states then take it, and name its
-    /// error. They accept exactly the same lines.
+    /// A request line received whole and valid, with a common version
+    /// (RFC 9112 §3: `method SP request-target SP HTTP-version` CRLF).
+    /// Returns false, having changed nothing, for any other line; the byte
+    /// states then take it (and skip empty lines before it, or name its
+    /// error).
+    fn whole_request_line(&mut self, buf: &[u8], head: &mut RequestHead) -> bool {
+        let line = &buf[self.pos..];
+        let method_len = token_prefix(line);
+        if method_len == 0 || line.get(method_len) != Some(&b' ') {
+            return false;
+        }
+        let target = method_len + 1..method_len + 1 + target_prefix(&line[method_len + 1..]);
+        if target.is_empty() || line.get(target.end) != Some(&b' ') {
+            return false;
+        }
+        let version = target.end + 1..target.end + 11;
+        if !line.get(version.clone()).is_some_and(is_common_version) {
+            return false;
+        }
+        head.method = Method::from_bytes(&line[..method_len]);
+        head.target.clear();
+        // Visible ASCII, hence valid UTF-8.
+        head.target.push_str(std::str::from_utf8(&line[target]).unwrap_or(""));
+        head.version = if line[version.start + 7] == b'0' { Version::Http10 } else { Version::Http11 };
+        self.line_start = self.pos;
+        // Up to the LF, as the byte states count it.
+        self.request_line_len = version.end - 1;
+        self.pos += version.end;
+        self.state = State::LineStart;
+        true
+    }
+
+    /// A field line received whole and valid (RFC 9112 §5:
+    /// `field-name ":" OWS field-value OWS` CRLF), or the empty line that
+    /// ends the head. Returns false, having changed nothing, for a line that
+    /// is incomplete or invalid; the byte states then take it, and name its
+    /// error.
     fn whole_field_line(&mut self, buf: &[u8], head: &mut RequestHead) -> bool {
         let line = &buf[self.pos..];
+        if line.starts_with(b"\r\n") {
+            self.pos += 2;
+            self.state = State::Done;
+            return true;
+        }
         let name_len = token_prefix(line);
         if name_len == 0 || line.get(name_len) != Some(&b':') {
             return false;
@@ -460,11 +505,69 @@ mod tests {
         assert_eq!(p.parse(input, &LIMITS, &mut head), Ok(Some(input.len())));
     }
 
-    /// A whole field line takes the fast path (`whole_field_line`); fed a
-    /// byte at a time, the same line goes through the byte states. Both
-    /// must reach the same verdict and the same fields.
+    /// Parses `input` whole, then fed a byte at a time, and compares the
+    /// two: the outcome, and for a complete head its length, method,
+    /// target, version and fields.
+    fn assert_whole_and_bytewise_agree(input: &[u8]) {
+        let outcome = |r: Result<Option<usize>, RequestError>, head: &RequestHead| {
+            r.map(|n| {
+                n.map(|n| (n, format!("{:?} {} {:?} {:?}", head.method, head.target, head.version, head.headers)))
+            })
+        };
+        let mut p = HeadParser::new();
+        let mut head = RequestHead::default();
+        let whole = p.parse(input, &LIMITS, &mut head);
+        let whole = outcome(whole, &head);
+        let mut p = HeadParser::new();
+        let mut head = RequestHead::default();
+        let mut bytewise = Ok(None);
+        for end in 1..=input.len() {
+            bytewise = p.parse(&input[..end], &LIMITS, &mut head);
+            if !matches!(bytewise, Ok(None)) {
+                break;
+            }
+        }
+        assert_eq!(whole, outcome(bytewise, &head), "{:?}", String::from_utf8_lossy(input));
+    }
+
+    /// Whole lines take the fast paths (`whole_request_line`,
+    /// `whole_field_line`); fed a byte at a time, the same lines go through
+    /// the byte states. Both must reach the same verdict and the same head.
     #[test]
-    fn whole_lines_and_byte_states_agree() {
+    fn whole_request_lines_and_byte_states_agree() {
+        let lines: &[&[u8]] = &[
+            b"GET / HTTP/1.1",
+            b"GET / HTTP/1.0",
+            b"GET / HTTP/1.2",
+            b"GET / HTTP/2.0",
+            b"POST /a?b=c HTTP/1.1",
+            b"M-SEARCH * HTTP/1.1",
+            b"X / HTTP/1.1",
+            b"GET  / HTTP/1.1",
+            b"GET /  HTTP/1.1",
+            b"GET / HTTP/1.1 ",
+            b"GET /#f HTTP/1.1",
+            b"GET /\x80 HTTP/1.1",
+            b"GET / http/1.1",
+            b"GET /",
+            b" GET / HTTP/1.1",
+            b"GET\t/ HTTP/1.1",
+            b"GET / HTTP/1.1\r",
+            b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1",
+        ];
+        // Request lines just within and just over the limit (with the CR).
+        let at_limit = [&b"GET /"[..], &[b'a'; 49], b" HTTP/1.1"].concat();
+        let over_limit = [&b"GET /"[..], &[b'a'; 50], b" HTTP/1.1"].concat();
+        assert_eq!(status(&[&at_limit[..], b"\r\n\r\n"].concat()), 200);
+        assert_eq!(status(&[&over_limit[..], b"\r\n\r\n"].concat()), 414);
+        for line in lines.iter().copied().chain([&at_limit[..], &over_limit[..]]) {
+            assert_whole_and_bytewise_agree(&[line, &b"\r\nB: 1\r\n\r\n"[..]].concat());
+            assert_whole_and_bytewise_agree(&[&b"\r\n"[..], line, b"\r\n\r\n"].concat());
+        }
+    }
+
+    #[test]
+    fn whole_field_lines_and_byte_states_agree() {
         let lines: &[&[u8]] = &[
             b"A: b",
             b"A:b",
@@ -484,19 +587,8 @@ mod tests {
             b" A: b",
         ];
         for line in lines {
-            let input = [&b"GET / HTTP/1.1\r\n"[..], line, b"\r\nB: 1\r\n\r\n"].concat();
-            let whole = parse_all(&input).map(|r| r.map(|(n, h)| (n, format!("{:?}", h.headers))));
-            let mut p = HeadParser::new();
-            let mut head = RequestHead::default();
-            let mut bytewise = Ok(None);
-            for end in 1..=input.len() {
-                bytewise = p.parse(&input[..end], &LIMITS, &mut head);
-                if !matches!(bytewise, Ok(None)) {
-                    break;
-                }
-            }
-            let bytewise = bytewise.map(|r| r.map(|n| (n, format!("{:?}", head.headers))));
-            assert_eq!(whole, bytewise, "{:?}", String::from_utf8_lossy(line));
+            assert_whole_and_bytewise_agree(&[&b"GET / HTTP/1.1\r\n"[..], line, b"\r\nB: 1\r\n\r\n"].concat());
+            assert_whole_and_bytewise_agree(&[&b"GET / HTTP/1.1\r\n"[..], line, b"\r\n\r\n"].concat());
         }
     }
 

@@ -123,18 +123,16 @@ impl Headers {
     /// Appends a field whose bytes the caller has already validated (the
     /// request parser does, rule by rule).
     pub(crate) fn push_unchecked(&mut self, name: &[u8], value: &[u8]) {
-        let name = self.store(name);
-        let value = self.store(value);
-        self.fields.push(Field { name, value });
-    }
-
-    fn store(&mut self, b: &[u8]) -> (u32, u32) {
         if self.bytes.capacity() == 0 {
             self.take_storage();
         }
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(b);
-        (start as u32, self.bytes.len() as u32)
+        // Name and value side by side: one reservation for both.
+        self.bytes.reserve(name.len() + value.len());
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(name);
+        let middle = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.fields.push(Field { name: (start, middle), value: (middle, self.bytes.len() as u32) });
     }
 
     fn slice(&self, r: (u32, u32)) -> &[u8] {

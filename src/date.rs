@@ -12,21 +12,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Length of an IMF-fixdate.
 pub(crate) const LEN: usize = 29;
 
+/// The server's whole `Date` field line: `Date: ` + IMF-fixdate + CRLF.
+const FIELD_LEN: usize = 6 + LEN + 2;
+
 thread_local! {
-    static CACHE: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
+    static CACHE: Cell<(u64, [u8; FIELD_LEN])> = const { Cell::new((u64::MAX, [0; FIELD_LEN])) };
 }
 
-/// The current time as an IMF-fixdate.
-pub(crate) fn now() -> [u8; LEN] {
+/// The `Date` field line for the current second, ready to append to a
+/// response head (made once per second per thread, copied in one piece).
+pub(crate) fn field_line() -> [u8; FIELD_LEN] {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHE.with(|c| {
-        let (cached_secs, bytes) = c.get();
+        let (cached_secs, line) = c.get();
         if cached_secs == secs {
-            return bytes;
+            return line;
         }
-        let bytes = imf_fixdate(secs);
-        c.set((secs, bytes));
-        bytes
+        let mut line = *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
+        line[6..6 + LEN].copy_from_slice(&imf_fixdate(secs));
+        c.set((secs, line));
+        line
     })
 }
 
@@ -261,9 +266,16 @@ mod tests {
     }
 
     #[test]
-    fn now_is_cached_and_well_formed() {
-        let a = now();
-        assert_eq!(&a[25..], b" GMT");
-        assert_eq!(a[3], b',');
+    fn the_field_line_is_the_current_date() {
+        let before = SystemTime::now();
+        let line = field_line();
+        let after = SystemTime::now();
+        let (name, rest) = line.split_at(6);
+        let (date, end) = rest.split_at(LEN);
+        assert_eq!((name, end), (&b"Date: "[..], &b"\r\n"[..]));
+        let date = parse_http_date(std::str::from_utf8(date).unwrap()).unwrap();
+        // To the second: the formatted time is `before` or `after` rounded down.
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        assert!((secs(before)..=secs(after)).contains(&secs(date)), "{:?}", String::from_utf8_lossy(&line));
     }
 }

@@ -186,9 +186,7 @@ impl Response {
         out.extend_from_slice(reason_phrase(self.status).as_bytes());
         out.extend_from_slice(b"\r\n");
         if !self.headers.contains("date") {
-            out.extend_from_slice(b"Date: ");
-            out.extend_from_slice(&date::now());
-            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&date::field_line());
         }
         for (name, value) in self.headers.iter_raw() {
             if is_server_owned(name) {

@@ -2,9 +2,14 @@
 //!
 //! Sans-I/O: it is fed the bytes received so far and answers "need more",
 //! "complete, the head is N bytes long" or an error. It is a resumable state
-//! machine that looks at each byte once, however the bytes were split across
-//! reads (TCP delivers a stream, not messages: SEED-NOTES §1), so a client
-//! trickling one byte at a time costs linear time, not quadratic.
+//! machine, however the bytes were split across reads (TCP delivers a
+//! stream, not messages: SEED-NOTES §1), so a client trickling one byte at a
+//! time costs linear time, not quadratic.
+//!
+//! A line that has arrived whole, the usual case, is taken in one step
+//! (`whole_request_line`, `whole_field_line`); the byte states take lines
+//! split across reads, and every error, so that a byte is examined at most
+//! twice. Tests check that both ways reach the same head or the same error.
 //!
 //! It is strict, and rejects as soon as the bytes received can no longer
 //! begin a valid request: a TLS handshake sent to the plain-text port fails

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example loadgen -- URL [-c CONNECTIONS] [-d DURATION_S] [--close]
 //!                                          [--pipeline DEPTH] [--threads N] [--timeout S]
+//!                                          [-H 'NAME: VALUE']...
 //! ```
 //!
 //! `URL` is `http://HOST[:PORT][/PATH[?QUERY]]`. Defaults: 50 connections,
@@ -21,6 +22,9 @@
 //!   (see *Design*).
 //! * `--timeout S`: a response not complete S seconds after its request was
 //!   written counts as a timeout and its connection is replaced.
+//! * `-H 'NAME: VALUE'` adds a header field to every request (repeatable),
+//!   as wrk's `-H` does: a browser sends a dozen fields, and parsing them
+//!   is most of what a server does per request.
 //!
 //! A wrong flag prints the usage on stderr and exits with 2; a first
 //! connection that fails exits with 1; a completed run exits with 0 even if
@@ -149,7 +153,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: loadgen URL [-c CONNECTIONS] [-d DURATION_S] [--close] [--pipeline DEPTH] \
-                     [--threads N] [--timeout S]\n  URL is http://HOST[:PORT][/PATH]; defaults: -c 50 -d 5, \
+                     [--threads N] [--timeout S] [-H 'NAME: VALUE']...\n  URL is http://HOST[:PORT][/PATH]; defaults: -c 50 -d 5, \
                      keep-alive, --pipeline 1, one thread per connection, --timeout 2";
 
 /// `println!` without the panic when stdout is a closed pipe (`| head`):
@@ -178,6 +182,10 @@ fn main() {
     let first = open(addr, opts.timeout).unwrap_or_else(|e| fail(&format!("cannot connect to {addr}: {e}")));
 
     let mut request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", opts.path, opts.authority);
+    for field in &opts.headers {
+        request.push_str(field);
+        request.push_str("\r\n");
+    }
     if opts.close {
         // RFC 9112 §9.6: the server closes after responding, and the
         // client must not send anything more on this connection.
@@ -258,10 +266,13 @@ struct Opts {
     pipeline: usize,
     threads: Option<usize>,
     timeout: Duration,
+    /// Extra header field lines (`-H`), without their CRLF.
+    headers: Vec<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
     let mut url = None;
+    let mut headers = Vec::new();
     let (mut connections, mut duration, mut close, mut pipeline, mut threads, mut timeout) =
         (50, Duration::from_secs(5), false, 1, None, Duration::from_secs(2));
     while let Some(arg) = args.next() {
@@ -273,6 +284,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--pipeline" => pipeline = count(&arg, &value(&arg)?, 1024)?,
             "--threads" => threads = Some(count(&arg, &value(&arg)?, 1024)?),
             "--timeout" => timeout = seconds(&arg, &value(&arg)?)?,
+            "-H" | "--header" => headers.push(field_line(&value(&arg)?)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 exit(0)
@@ -316,7 +328,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Opts, String> {
         pipeline,
         threads: threads.map(|t: usize| t.min(connections)),
         timeout,
+        headers,
     })
+}
+
+/// A `-H` argument as a field line: `NAME: VALUE`, with a token for a name
+/// and no control characters in the value (RFC 9110 §5.1, §5.5), so that
+/// it cannot split the request. `Host` is the URL's to set.
+fn field_line(arg: &str) -> Result<String, String> {
+    let (name, value) = arg.split_once(':').ok_or_else(|| format!("-H {arg:?}: not NAME: VALUE"))?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) || name.eq_ignore_ascii_case("host") {
+        return Err(format!("-H {arg:?}: not a field name loadgen can send"));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+        return Err(format!("-H {arg:?}: control characters in the value"));
+    }
+    Ok(format!("{name}: {value}"))
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port` (no user info).

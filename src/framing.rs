@@ -20,7 +20,9 @@ pub(crate) struct RequestFraming {
 
 /// Checks a complete request head and decides its framing. The order of
 /// the checks follows RFC 9112: Host (§3.2), then the target form (§3.2),
-/// then the body length (§6.3), then expectations (RFC 9110 §10.1.1).
+/// then the body length (§6.3), then expectations (RFC 9110 §10.1.1). As
+/// with Host and Content-Length, a repeated Expect field is refused (400)
+/// whatever its values, before any value is judged (417).
 pub(crate) fn request_framing(head: &RequestHead, max_body: u64) -> Result<RequestFraming, RequestError> {
     use RequestError::BadRequest as Bad;
     if head.method == Method::Connect {
@@ -309,6 +311,7 @@ mod tests {
             (&[("Expect", "100-continue")], 200),
             (&[("Expect", "something-else")], 417),
             (&[("Expect", "100-continue"), ("Expect", "100-continue")], 400),
+            (&[("Expect", "something-else"), ("Expect", "100-continue")], 400),
         ];
         for (fields, status) in table {
             assert_eq!(status_of(fields), *status, "{fields:?}");

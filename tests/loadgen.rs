@@ -295,13 +295,24 @@ fn extra_header_fields_are_sent_with_every_request() {
     });
     for mode in [&[][..], &["--close"], &["--pipeline", "4"]] {
         let addr = url(running.local_addr());
-        let mut args =
-            vec![addr.as_str(), "-c", "2", "-d", "0.3", "-H", "X-One: 1", "-H", "Accept-Language: en-US,en;q=0.5"];
+        let mut args = vec![
+            addr.as_str(),
+            "-c",
+            "2",
+            "-d",
+            "0.5",
+            "--timeout",
+            "20",
+            "-H",
+            "X-One: 1",
+            "-H",
+            "Accept-Language: en-US,en;q=0.5",
+        ];
         args.extend_from_slice(mode);
         loadgen(&args).assert_clean();
     }
     // Without the fields the same server refuses: the check above can fail.
-    let run = loadgen(&[&url(running.local_addr()), "-c", "1", "-d", "0.2"]);
+    let run = loadgen(&[&url(running.local_addr()), "-c", "1", "-d", "0.2", "--timeout", "20"]);
     assert!(run.count("err_status") > 0, "{}", run.stdout);
 }
 

@@ -312,7 +312,7 @@ fn extra_header_fields_are_sent_with_every_request() {
         loadgen(&args).assert_clean();
     }
     // Without the fields the same server refuses: the check above can fail.
-    let run = loadgen(&[&url(running.local_addr()), "-c", "1", "-d", "0.2", "--timeout", "20"]);
+    let run = loadgen(&[&url(running.local_addr()), "-c", "1", "-d", "0.5", "--timeout", "20"]);
     assert!(run.count("err_status") > 0, "{}", run.stdout);
 }
 

@@ -68,7 +68,7 @@
 //!
 //! | rule | module | test |
 //! |---|---|---|
-//! | TCP is a byte stream: parse whatever way bytes are split | `parse` (resumable state machine), `chunked`, `io` (one read buffer per connection) | `parse::tests::same_result_at_every_split_point`, `chunked::tests::decodes_at_every_split`, `tests/connections.rs` pipelining with 1-byte writes |
+//! | TCP is a byte stream: parse whatever way bytes are split | `parse` (resumable state machine; a line that arrived whole is taken in one step), `chunked`, `io` (one read buffer per connection) | `parse::tests::same_result_at_every_split_point`, `parse::tests::whole_request_lines_and_byte_states_agree`, `chunked::tests::decodes_at_every_split`, `tests/connections.rs` pipelining with 1-byte writes |
 //! | TCP_NODELAY; one buffer per response; responses to buffered pipelined requests flushed once | `server::preset_socket_options`, `conn::set_socket_options`, `io::Transport` (flush before any blocking read), `response` | `tests/connections.rs::responses_to_buffered_pipelined_requests_are_written_together` |
 //! | `Connection` is a case-insensitive token list across fields; hop-by-hop fields can be stripped | `headers` ([`Headers::has_token`], [`Headers::remove_hop_by_hop`]), `framing::client_keeps_alive` | `headers::tests`, `tests/connections.rs::connection_is_a_case_insensitive_token_list_across_fields` |
 //! | HTTP/1.1 persists by default; HTTP/1.0 only with keep-alive, answered with `Keep-Alive: timeout, max`; `close` from either side ends it | `framing`, `conn` (the keep-alive decision), `response` (connection fields) | `tests/connections.rs::http10_*`, `handler_can_ask_to_close` |

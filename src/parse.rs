@@ -322,13 +322,6 @@ impl HeadParser {
                 }
                 self.pos = end;
             }
-            State::Version(0) if buf.len() >= self.pos + 10 && is_common_version(&buf[self.pos..self.pos + 10]) => {
-                // The usual case whole: "HTTP/1.1\r\n" (or 1.0) in one step.
-                self.version = [1, buf[self.pos + 7] - b'0'];
-                // To the CR; the step's own advance moves past it.
-                self.pos += 8;
-                self.state = State::RequestLineLf;
-            }
             State::Version(i) => {
                 let i = i as usize;
                 match (VERSION_PREFIX[i], b) {

@@ -119,13 +119,29 @@ impl Response {
         self
     }
 
-    /// Appends a header field.
+    /// Appends a header field; a repeated name (`Set-Cookie`, say) is sent
+    /// as one more field line.
+    ///
+    /// `Content-Type` is the exception: it names the one media type of the
+    /// body, so it is a singleton field and must not be repeated (RFC 9110
+    /// §8.3, §5.3). Setting it replaces the one before, such as the
+    /// `text/plain` that [`Response::text`] chose:
+    ///
+    /// ```
+    /// use h1serve::Response;
+    /// let r = Response::text("{\"up\":true}").with_header("Content-Type", "application/json");
+    /// assert_eq!(r.headers().get_all("content-type").collect::<Vec<_>>(), ["application/json"]);
+    /// ```
     ///
     /// # Panics
     /// If the name is not a token or the value holds control characters
     /// (see [`Headers::append`]).
     pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
-        self.headers.append(name, value);
+        if name.eq_ignore_ascii_case("content-type") {
+            self.headers.insert(name, value);
+        } else {
+            self.headers.append(name, value);
+        }
         self
     }
 
@@ -357,6 +373,17 @@ mod tests {
         assert_eq!(html.body_len(), Some(9));
         let text = Response::text("hi");
         assert_eq!(text.headers().get_all("content-type").collect::<Vec<_>>(), ["text/plain; charset=utf-8"]);
+    }
+
+    #[test]
+    fn a_content_type_replaces_the_one_before_and_other_fields_repeat() {
+        let r = Response::text("{}")
+            .with_header("content-type", "application/json")
+            .with_header("Set-Cookie", "a=1")
+            .with_header("Set-Cookie", "b=2");
+        let h = head_of(&r, ResponseFraming::Length(2), ConnectionField::None);
+        assert_eq!(h.matches("ontent-type").count() + h.matches("ontent-Type").count(), 1, "{h}");
+        assert!(h.contains("\r\ncontent-type: application/json\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"), "{h}");
     }
 
     #[test]

@@ -159,7 +159,9 @@ impl Builder {
 
     /// Longest time a write may make no progress: a client that stops
     /// reading its response is cut off after it (nginx's `send_timeout`).
-    /// A slow but reading client keeps going. Default 30 s.
+    /// A slow but reading client keeps going. Default 30 s. Zero is taken
+    /// as 1 ms, the shortest timeout a socket has (to the system, zero
+    /// means none).
     pub fn write_timeout(mut self, timeout: Duration) -> Builder {
         self.config.write_timeout = timeout;
         self
@@ -178,7 +180,9 @@ impl Builder {
     }
 
     /// How long [`Handle::shutdown`](crate::Handle::shutdown) waits for
-    /// in-flight requests before it closes their connections. Default 10 s.
+    /// in-flight requests before it closes their connections; it also
+    /// bounds the lingering closes at shutdown, so `serve` returns within
+    /// it. Default 10 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
         self.config.shutdown_timeout = timeout;
         self
@@ -186,7 +190,7 @@ impl Builder {
 
     /// Most connections open at once (each holds a thread). At the cap a
     /// new connection closes the connection idle the longest, or, when all
-    /// are busy, gets 503 with `Retry-After`. Default 2048.
+    /// are busy, gets 503 with `Retry-After`. Default 2048; at least 1.
     pub fn max_connections(mut self, count: usize) -> Builder {
         self.config.max_connections = count.max(1);
         self
@@ -199,6 +203,7 @@ impl Builder {
     /// pipelining at a million requests a second reconnects only a few
     /// times a second. Pipelined requests sent after the last allowed one
     /// are not answered, and the client must resend them (RFC 9112 §9.3.2).
+    /// At least 1.
     pub fn max_requests_per_connection(mut self, count: u64) -> Builder {
         self.config.max_requests_per_connection = count.max(1);
         self

@@ -116,7 +116,7 @@ pub(crate) fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config
     // while an earlier segment is unacknowledged, which with delayed ACKs
     // stalls it for tens of milliseconds. We batch writes ourselves instead.
     let nodelay = stream.set_nodelay(true).is_ok();
-    nodelay & stream.set_write_timeout(Some(cfg.write_timeout)).is_ok()
+    nodelay & stream.set_write_timeout(Some(crate::io::socket_timeout(cfg.write_timeout))).is_ok()
 }
 
 impl Conn<'_> {

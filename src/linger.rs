@@ -69,8 +69,17 @@ pub(crate) struct Lingerer {
 
 enum State {
     NotStarted,
-    Running(SyncSender<Draining>, JoinHandle<()>),
+    Running(SyncSender<Message>, JoinHandle<()>),
     Stopped,
+}
+
+/// What the lingering thread is sent.
+enum Message {
+    /// A socket to drain.
+    Drain(Draining),
+    /// Drop every socket still held by this instant: the server is shutting
+    /// down, and its shutdown timeout bounds the lingering too.
+    CutOff(Instant),
 }
 
 impl Lingerer {
@@ -107,16 +116,19 @@ impl Lingerer {
             }
         }
         match &*state {
-            State::Running(tx, _) => tx.try_send(draining).is_ok(),
+            State::Running(tx, _) => tx.try_send(Message::Drain(draining)).is_ok(),
             _ => false,
         }
     }
 
-    /// Takes no more sockets, and waits for those held to be done (each is
-    /// bounded by its own deadline).
-    pub(crate) fn stop(&self) {
+    /// Takes no more sockets, and waits for those held to be done: each by
+    /// its own deadline, and all by `cut_off`.
+    pub(crate) fn stop(&self, cut_off: Instant) {
         let state = std::mem::replace(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Stopped);
         if let State::Running(tx, thread) = state {
+            // Sent after every socket handed off (none can be handed off
+            // now), so it reaches the thread when all of them are held.
+            let _ = tx.send(Message::CutOff(cut_off));
             drop(tx); // the thread ends once the channel is empty and closed
             let _ = thread.join();
         }
@@ -145,7 +157,7 @@ fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u
 
 /// The lingering thread: passes over its sockets every `PASS_INTERVAL`
 /// until its channel is closed and every socket is done.
-fn linger_all(rx: Receiver<Draining>) {
+fn linger_all(rx: Receiver<Message>) {
     let mut held: Vec<Draining> = Vec::new();
     let mut scratch = vec![0u8; 16 * 1024];
     let mut open = true;
@@ -153,13 +165,13 @@ fn linger_all(rx: Receiver<Draining>) {
         if held.is_empty() {
             // Nothing to do until the next socket: block (no pass, no timer).
             match rx.recv() {
-                Ok(d) => hold(&mut held, d),
+                Ok(m) => receive(&mut held, m),
                 Err(_) => return,
             }
         }
         while open {
             match rx.try_recv() {
-                Ok(d) => hold(&mut held, d),
+                Ok(m) => receive(&mut held, m),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
@@ -172,6 +184,13 @@ fn linger_all(rx: Receiver<Draining>) {
         if !held.is_empty() {
             thread::sleep(PASS_INTERVAL);
         }
+    }
+}
+
+fn receive(held: &mut Vec<Draining>, m: Message) {
+    match m {
+        Message::Drain(d) => hold(held, d),
+        Message::CutOff(at) => held.iter_mut().for_each(|d| d.deadline = d.deadline.min(at)),
     }
 }
 

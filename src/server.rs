@@ -422,7 +422,16 @@ impl Handle {
     /// accepting, closes idle connections now (waking their threads), lets
     /// busy ones finish their current request (answered with
     /// `Connection: close`) until the shutdown timeout, then closes what
-    /// is left; `serve` returns after that. Calling it again does nothing.
+    /// is left. `serve` returns when every connection is closed and its
+    /// lingering close done, and at the latest at the shutdown timeout (or
+    /// after a second, if that is shorter and a thread waiting in `accept`
+    /// could not be woken). Calling it again does nothing.
+    ///
+    /// A handler still running at the timeout is not stopped (a thread
+    /// cannot be stopped from outside): its connection is cut, so its next
+    /// read or write of it fails, and its thread ends when it returns,
+    /// possibly after `serve` has. Shared state a handler touches may
+    /// therefore outlive `serve` by as long as the handler runs on.
     pub fn shutdown(&self) {
         let shared = &self.shared;
         if shared.shutting_down.swap(true, SeqCst) {
@@ -826,8 +835,9 @@ impl Shared {
         }
         drop(reg);
         // Responses already written are not lost to a process exit that
-        // follows: their lingering closes finish first (each is bounded).
-        self.lingerer.stop();
+        // follows: their lingering closes finish first, each within its own
+        // bound and all within the shutdown timeout.
+        self.lingerer.stop(deadline);
     }
 }
 
@@ -933,6 +943,19 @@ mod tests {
                 None => assert_eq!(accepted.read_timeout().unwrap(), None),
             }
         }
+    }
+
+    #[test]
+    fn a_zero_write_timeout_is_the_shortest_one_not_none() {
+        // To the system a zero timeout means none (std refuses to set it):
+        // a client that stops reading would then hold its thread for ever.
+        let config = Builder::default().write_timeout(Duration::ZERO).config;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(conn::set_socket_options(&accepted, &config));
+        let t = accepted.write_timeout().unwrap();
+        assert!(t.is_some_and(|t| t < Duration::from_millis(50)), "{t:?}");
     }
 
     #[test]

@@ -298,6 +298,22 @@ fn shutdown_returns_after_the_lingering_closes() {
 }
 
 #[test]
+fn the_shutdown_timeout_bounds_the_lingering_closes_too() {
+    // A client that never closes would hold its socket for the whole
+    // linger bound; the shutdown timeout, much shorter, ends it first.
+    const LINGER: Duration = Duration::from_secs(60);
+    let builder = default_builder().linger(LINGER, 1 << 20).shutdown_timeout(Duration::from_millis(200));
+    let running = start(builder, |_| Response::text("bye"));
+    let started = Instant::now();
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.read_response().text(), "bye");
+    running.shutdown().unwrap();
+    assert!(started.elapsed() < LINGER / 2, "returned after {:?}", started.elapsed());
+    assert!(c.at_eof());
+}
+
+#[test]
 fn idle_threads_wait_at_the_listener_up_to_the_bound_and_leave_at_shutdown() {
     const BUSY: usize = 5;
     let (gate, entered, release) = gate();

@@ -104,7 +104,13 @@ pub struct Stats {
     pub busy: usize,
     /// Connections accepted since start (including those refused).
     pub accepted: u64,
-    /// Responses written since start.
+    /// Requests that reached the handler and were answered, since start:
+    /// its responses, and the 500 of a handler that panicked or the 408 or
+    /// 4xx of a body that broke its framing while it read. The server's
+    /// refusals of a request head (400, 408, 413, 414, 431, 501, 505) are
+    /// not counted here but by the closes they end in
+    /// ([`CloseReason::BadRequest`], [`CloseReason::HeaderTimeout`]), and
+    /// 503s at the cap in `over_capacity`.
     pub requests: u64,
     /// Connections refused with 503 at the cap.
     pub over_capacity: u64,

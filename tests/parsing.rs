@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use h1serve::{Response, Server};
+use h1serve::{CloseReason, Response, Server};
 
 /// (request bytes, expected status)
 const MALFORMED: &[(&str, u16)] = &[
@@ -76,6 +76,9 @@ fn malformed_requests_get_their_status_and_a_graceful_close() {
     }
     assert!(seen.lock().unwrap().is_empty(), "the handler saw {:?}", seen.lock().unwrap());
     assert_all_closed(&running);
+    // Refusals count as the closes they end in, not as requests answered.
+    let stats = running.stats();
+    assert_eq!((stats.requests, stats.closes(CloseReason::BadRequest)), (0, MALFORMED.len() as u64), "{stats:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The request a handler sees: method, target, version, header fields, the
 //! peer's address and the body as a [`std::io::Read`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -170,9 +171,36 @@ impl<'c> Request<'c> {
         split_target(&self.head.target).0
     }
 
-    /// The query of the target, without the `?`, if there is one.
+    /// The query of the target, without the `?`, if there is one. Not
+    /// decoded: see [`Request::query_pairs`].
     pub fn query(&self) -> Option<&str> {
         split_target(&self.head.target).1
+    }
+
+    /// The query's `name=value` pairs in order, decoded the way HTML forms
+    /// encode them (`application/x-www-form-urlencoded`, WHATWG URL
+    /// §5.1): pairs split at `&`, each at its first `=` (a pair without one
+    /// has an empty value), `+` is a space, `%XX` a byte, bytes that are not
+    /// UTF-8 become U+FFFD. A `%` not followed by two hex digits is kept as
+    /// it is, as browsers do. Borrowed where nothing needed decoding.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        form_pairs(self.query().unwrap_or(""))
+    }
+
+    /// The decoded value of the first query parameter called `name`
+    /// (compared after decoding), as [`Request::query_pairs`] decodes it.
+    ///
+    /// ```no_run
+    /// // An OAuth redirect: GET /callback?code=4%2F0Ad&state=xyz
+    /// use h1serve::{Response, Server};
+    /// Server::bind("127.0.0.1:0")?.serve(|req| match req.query_param("code") {
+    ///     Some(code) => Response::text(format!("signed in with {code}\n")),
+    ///     None => Response::text("no code\n").with_status(400),
+    /// })
+    /// # ; Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
     /// The protocol version.
@@ -242,9 +270,56 @@ pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
     (if path.is_empty() { "/" } else { path }, query)
 }
 
+/// The pairs of a form-encoded string (see [`Request::query_pairs`]).
+pub(crate) fn form_pairs(s: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    s.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (form_decode(name), form_decode(value))
+    })
+}
+
+/// Decodes one form-encoded name or value: `+` is a space, `%XX` a byte,
+/// a `%` without two hex digits stays as it is.
+fn form_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['+', '%']) {
+        return Cow::Borrowed(s);
+    }
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], hex(b.get(i + 1)), hex(b.get(i + 2))) {
+            (b'+', ..) => out.push(b' '),
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi << 4 | lo) as u8);
+                i += 2;
+            }
+            (byte, ..) => out.push(byte),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_pairs_decode_as_forms_do() {
+        let pairs = |s| form_pairs(s).map(|(n, v)| (n.into_owned(), v.into_owned())).collect::<Vec<_>>();
+        let owned = |v: &[(&str, &str)]| v.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>();
+        assert_eq!(pairs("a=1&b=&c&&a=2&=e"), owned(&[("a", "1"), ("b", ""), ("c", ""), ("a", "2"), ("", "e")]));
+        assert_eq!(pairs("x+y=a+b%2Bc%20d"), owned(&[("x y", "a b+c d")]));
+        assert_eq!(pairs("code=4%2F0Ad%3d%3D&k=v=w"), owned(&[("code", "4/0Ad=="), ("k", "v=w")]));
+        // UTF-8 from its bytes; bytes that are not UTF-8 become U+FFFD.
+        assert_eq!(pairs("e=%E2%82%AC&bad=%FF"), owned(&[("e", "€"), ("bad", "\u{FFFD}")]));
+        // A stray `%` is kept, and never swallows what follows.
+        assert_eq!(pairs("p=100%&q=%zz1&r=%4"), owned(&[("p", "100%"), ("q", "%zz1"), ("r", "%4")]));
+        assert_eq!(pairs(""), owned(&[]));
+        assert!(matches!(form_decode("plain"), Cow::Borrowed("plain")));
+    }
 
     #[test]
     fn a_head_kept_between_connections_gives_back_only_large_storage() {

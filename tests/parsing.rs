@@ -161,3 +161,17 @@ fn the_default_limits_are_8k_line_64k_head_100_fields() {
         assert_eq!(status_of(&out), status);
     }
 }
+
+#[test]
+fn the_handler_gets_the_query_decoded_as_forms_encode_it() {
+    let running = start(default_builder(), |req| {
+        let pairs: Vec<String> = req.query_pairs().map(|(n, v)| format!("{n}={v}")).collect();
+        let code = req.query_param("code").unwrap_or_default().into_owned();
+        Response::text(format!("{} code={code} [{}]", req.path(), pairs.join("|")))
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET /callback?code=4%2F0Ad+x&state=a%26b&code=second HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "/callback code=4/0Ad x [code=4/0Ad x|state=a&b|code=second]");
+    c.send("GET http://x/p?flag HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "/p code= [flag=]");
+}

@@ -24,7 +24,7 @@
 //! # What it measures, and what each row teaches
 //!
 //! **1. Access patterns** (the chapter's "serial, parallel, persistent,
-//! pipelined"; SEED-NOTES §2 and §4–5). Each pattern sends the same number
+//! pipelined"; rules §2 and §4–5). Each pattern sends the same number
 //! of requests to a fresh server and reports requests per second, the
 //! median (p50) and 99th-percentile (p99) latency of a request (from the
 //! moment the client starts it, connecting first if it needs a new
@@ -58,7 +58,7 @@
 //! the side that closes first; the persistent clients end with a graceful
 //! close of their own (`shutdown(Write)`, then read to end-of-stream).
 //!
-//! **2. Nagle and delayed ACK** (SEED-NOTES §2). Round trips on one
+//! **2. Nagle and delayed ACK** (rules §2). Round trips on one
 //! connection, with a response written in two small pieces (head, then
 //! body) by a tiny raw server in this file, first with Nagle's algorithm on
 //! (the socket default) and then with `TCP_NODELAY`; then h1serve, which
@@ -74,7 +74,7 @@
 //! The output says whether each expected stall was seen; some systems
 //! acknowledge at once and show none.
 //!
-//! **3. TIME_WAIT** (SEED-NOTES §2 and §6). On Linux the lab counts, once all
+//! **3. TIME_WAIT** (rules §2 and §6). On Linux the lab counts, once all
 //! patterns have run, the sockets in TIME_WAIT of each pattern's connections
 //! (state `06` in `/proc/net/tcp` and `/proc/net/tcp6`; each pattern has its
 //! own server, and a connection is the pattern's when one end is its server's
@@ -602,7 +602,7 @@ fn nagle_rows(round_trips: usize) -> Result<Vec<NagleRow>, String> {
 }
 
 /// A deliberately naive server for one connection: it writes each response
-/// as two small writes, the head and then the body, the pattern SEED-NOTES
+/// as two small writes, the head and then the body, the pattern that rules
 /// §2 warns against. With Nagle on, the body waits for the ACK of the head.
 fn two_write_server(nodelay: bool) -> io::Result<(SocketAddr, thread::JoinHandle<io::Result<()>>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -903,7 +903,7 @@ fn print_lessons(rows: &[Row], nagle: &[NagleRow], o: &Options, cpus: usize) {
         );
         if let Some(ports) = ephemeral_ports() {
             println!(
-                "- port pressure (SEED-NOTES §2): at (a)'s rate, {:.0} new connections/s x {TIME_WAIT_SECS} s \
+                "- port pressure (rules §2): at (a)'s rate, {:.0} new connections/s x {TIME_WAIT_SECS} s \
                  of TIME_WAIT = {:.0} sockets in TIME_WAIT at steady state, against {ports} ephemeral ports \
                  for the client.",
                 a.per_second(),

@@ -26,7 +26,7 @@
 //!   was read to the end and the upstream did not ask to close it: a
 //!   connection with unread body bytes in it would hand those bytes to the
 //!   next request as its "response".
-//! * **Hop-by-hop fields stay on their hop** (RFC 9110 §7.6.1, SEED-NOTES
+//! * **Hop-by-hop fields stay on their hop** (RFC 9110 §7.6.1, rules
 //!   §3, §4). `Connection`, every field it names, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and
 //!   `Proxy-Authenticate`/`Proxy-Authorization` are removed in both
@@ -38,7 +38,7 @@
 //!   sent upstream with a `Content-Length` whatever framing the client used,
 //!   and the upstream's body (length, chunked or close-delimited) reaches
 //!   the client with the framing h1serve chooses for it.
-//! * **Safe retries** (RFC 9112 §9.3.1, RFC 9110 §9.2.2, SEED-NOTES §6).
+//! * **Safe retries** (RFC 9112 §9.3.1, RFC 9110 §9.2.2, rules §6).
 //!   An upstream may close an idle connection at any moment. Before a pooled
 //!   connection is reused it is checked for a close that already arrived.
 //!   If it closes anyway before a byte of the response (the close crossed
@@ -175,7 +175,7 @@ fn via(http10: bool) -> String {
 // The request side.
 
 /// A request ready to go upstream: head and body in one buffer, so that it
-/// is sent with one write (SEED-NOTES §2) and can be sent again on retry.
+/// is sent with one write (rules §2) and can be sent again on retry.
 struct Outgoing {
     bytes: Vec<u8>,
     idempotent: bool,
@@ -304,7 +304,7 @@ impl Upstream {
             match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
                 Ok(stream) => {
                     // Each request goes out in one write; Nagle would only
-                    // delay it (SEED-NOTES §2).
+                    // delay it (rules §2).
                     let _ = stream.set_nodelay(true);
                     stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(UpstreamError::Connect)?;
                     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(UpstreamError::Connect)?;

@@ -112,7 +112,7 @@ pub(crate) fn serve(
 /// inherit them from the listener (see `server::preset_socket_options`).
 /// Returns whether both were set.
 pub(crate) fn set_socket_options(stream: &TcpStream, cfg: &crate::config::Config) -> bool {
-    // SEED-NOTES §2: Nagle's algorithm would hold back a small response
+    // Rules §2: Nagle's algorithm would hold back a small response
     // while an earlier segment is unacknowledged, which with delayed ACKs
     // stalls it for tens of milliseconds. We batch writes ourselves instead.
     let nodelay = stream.set_nodelay(true).is_ok();
@@ -333,7 +333,7 @@ impl Conn<'_> {
 }
 
 /// After the handler: a body it left unread must be skipped before the next
-/// request can be parsed (SEED-NOTES §5). Returns a close reason if it
+/// request can be parsed (rules §5). Returns a close reason if it
 /// cannot be skipped safely.
 fn settle_body(body: &mut Body<'_>, max_drain: u64) -> Option<CloseReason> {
     if body.is_complete() {

@@ -2,9 +2,9 @@
 //!
 //! One read buffer lives as long as the connection: bytes past the end of
 //! request N are the start of request N+1 and stay where they are
-//! (SEED-NOTES §5). One write buffer collects responses so that a response
+//! (rules §5). One write buffer collects responses so that a response
 //! goes out in one write, and the responses to requests that arrived
-//! together go out together (SEED-NOTES §2). The rule that makes batching
+//! together go out together (rules §2). The rule that makes batching
 //! safe: **before any read that may block, flush what is buffered**, so we
 //! never wait for a client that is waiting for us.
 

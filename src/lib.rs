@@ -63,19 +63,29 @@
 //!
 //! ## From the chapter's rules to the code
 //!
-//! The rules of HTTP connection management this server embodies, where
-//! each lives, and the test that proves it:
+//! The server embodies the rules of HTTP connection management, in six
+//! sections: §1 TCP underneath, §2 where the time goes, §3 connection
+//! headers and hop-by-hop fields, §4 serial, parallel, persistent and
+//! pipelined connections, §5 pipelining, §6 closing connections. Comments
+//! in the code cite them as "rules §N". Where each lives, and the test that
+//! proves it (the modules are private: `cargo doc --document-private-items
+//! --open` renders them too; a good reading order is `conn`, `parse`,
+//! `framing`, `body`, `chunked`, `response`, `linger`, `server`):
 //!
-//! | rule | module | test |
-//! |---|---|---|
-//! | TCP is a byte stream: parse whatever way bytes are split | `parse` (resumable state machine; a line that arrived whole is taken in one step), `chunked`, `io` (one read buffer per connection) | `parse::tests::same_result_at_every_split_point`, `parse::tests::whole_request_lines_and_byte_states_agree`, `chunked::tests::decodes_at_every_split`, `tests/connections.rs` pipelining with 1-byte writes |
-//! | TCP_NODELAY; one buffer per response; responses to buffered pipelined requests flushed once | `server::preset_socket_options`, `conn::set_socket_options`, `io::Transport` (flush before any blocking read), `response` | `tests/connections.rs::responses_to_buffered_pipelined_requests_are_written_together` |
-//! | `Connection` is a case-insensitive token list across fields; hop-by-hop fields can be stripped | `headers` ([`Headers::has_token`], [`Headers::remove_hop_by_hop`]), `framing::client_keeps_alive` | `headers::tests`, `tests/connections.rs::connection_is_a_case_insensitive_token_list_across_fields` |
-//! | HTTP/1.1 persists by default; HTTP/1.0 only with keep-alive, answered with `Keep-Alive: timeout, max`; `close` from either side ends it | `framing`, `conn` (the keep-alive decision), `response` (connection fields) | `tests/connections.rs::http10_*`, `handler_can_ask_to_close` |
-//! | Only self-delimited messages persist: exact Content-Length, chunked for 1.1, close-delimited for 1.0 | `framing::response_framing`, `conn::copy_exact`, `chunked` | `tests/connections.rs::streamed_bodies_are_chunked_for_11_and_close_delimited_for_10`, `a_reader_shorter_or_longer_than_declared_fails_the_connection` |
-//! | Pipelining: answer in order, never lose the next request's bytes, skip or refuse an unread body, nothing after `close` | `io::ReadBuf`, `conn::settle_body`, `body` | `tests/connections.rs::pipelined_requests_are_answered_in_order_with_bodies_in_between`, `tests/bodies.rs::small_unread_bodies_are_skipped_*` |
-//! | Idle timeout, header deadline, connection cap with eviction of the longest-idle | `conn::read_head`, `server` (registry, `admit`) | `tests/lifecycle.rs` |
-//! | Every server-initiated close is graceful: flush, `shutdown(Write)`, drain with bounds | `linger` (one lingering thread for all sockets), `conn::serve` (the single exit path) | `tests/lifecycle.rs::closing_never_resets_away_a_response_still_queued`, `the_lingering_close_does_not_hold_the_connection_thread` |
+//! | § | rule | module | test |
+//! |---|---|---|---|
+//! | 1 | TCP is a byte stream: parse whatever way bytes are split | `parse` (resumable state machine; a line that arrived whole is taken in one step), `chunked`, `io` (one read buffer per connection) | `parse::tests::same_result_at_every_split_point`, `parse::tests::whole_request_lines_and_byte_states_agree`, `chunked::tests::decodes_at_every_split`, `tests/connections.rs` pipelining with 1-byte writes |
+//! | 2 | TCP_NODELAY; one buffer per response; responses to buffered pipelined requests flushed once | `server::preset_socket_options`, `conn::set_socket_options`, `io::Transport` (flush before any blocking read), `response` | `tests/connections.rs::responses_to_buffered_pipelined_requests_are_written_together` |
+//! | 2 | Short connections cost a handshake each and leave TIME_WAIT behind: persist | `conn` (persistent by default); the `connection_lab` example measures both | `tests/connection_lab.rs::quick_lab_measures_every_pattern_and_charts_it` |
+//! | 3 | `Connection` is a case-insensitive token list across fields; hop-by-hop fields can be stripped | `headers` ([`Headers::has_token`], [`Headers::remove_hop_by_hop`]), `framing::client_keeps_alive` | `headers::tests`, `tests/connections.rs::connection_is_a_case_insensitive_token_list_across_fields`, `tests/proxy.rs::request_hop_by_hop_fields_stay_on_the_client_hop` |
+//! | 4 | HTTP/1.1 persists by default; HTTP/1.0 only with keep-alive, answered with `Keep-Alive: timeout, max`; `close` from either side ends it | `framing`, `conn` (the keep-alive decision), `response` (connection fields) | `tests/connections.rs::http10_*`, `handler_can_ask_to_close` |
+//! | 4 | A proxy does not pass `Connection: keep-alive` on (a dumb proxy that does hangs its clients) | the `proxy` example, with [`Headers::remove_hop_by_hop`] | `tests/proxy.rs::an_http10_keep_alive_is_not_passed_on` |
+//! | 4, 6 | Only self-delimited messages persist, and a declared length is exact: Content-Length, chunked for 1.1, close-delimited for 1.0 | `framing::response_framing`, `conn::copy_exact`, `chunked` | `tests/connections.rs::streamed_bodies_are_chunked_for_11_and_close_delimited_for_10`, `a_reader_shorter_or_longer_than_declared_fails_the_connection` |
+//! | 4 | Idle timeout, header deadline, connection cap with eviction of the longest-idle | `conn::read_head`, `server` (registry, `admit`) | `tests/lifecycle.rs` |
+//! | 5 | Pipelining: answer in order, never lose the next request's bytes, skip or refuse an unread body | `io::ReadBuf`, `conn::settle_body`, `body` | `tests/connections.rs::pipelined_requests_are_answered_in_order_with_bodies_in_between`, `tests/bodies.rs::small_unread_bodies_are_skipped_*` |
+//! | 5 | After a request with `Connection: close`, nothing more on the connection is processed | `conn::exchange` (the close decision), `conn::serve` | `tests/connections.rs::connection_close_ends_the_connection_and_nothing_after_it_is_processed` |
+//! | 6 | Every server-initiated close is graceful: flush, `shutdown(Write)`, drain with bounds | `linger` (one lingering thread for all sockets), `conn::serve` (the single exit path) | `tests/lifecycle.rs::closing_never_resets_away_a_response_still_queued`, `the_lingering_close_does_not_hold_the_connection_thread` |
+//! | 6 | Only idempotent requests may be retried automatically (below) | [`Method::is_idempotent`], the `proxy` example | `tests/proxy.rs::idempotent_requests_are_retried_on_a_fresh_connection_and_others_get_502` |
 //!
 //! ## Which requests a client may retry
 //!

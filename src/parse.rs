@@ -3,7 +3,7 @@
 //! Sans-I/O: it is fed the bytes received so far and answers "need more",
 //! "complete, the head is N bytes long" or an error. It is a resumable state
 //! machine, however the bytes were split across reads (TCP delivers a
-//! stream, not messages: SEED-NOTES §1), so a client trickling one byte at a
+//! stream, not messages: rules §1), so a client trickling one byte at a
 //! time costs linear time, not quadratic.
 //!
 //! A line that has arrived whole, the usual case, is taken in one step

@@ -199,7 +199,7 @@ fn request_hop_by_hop_fields_stay_on_the_client_hop() {
 
 #[test]
 fn an_http10_keep_alive_is_not_passed_on() {
-    // The dumb-proxy hang of SEED-NOTES §4: were `Connection: keep-alive`
+    // The dumb-proxy hang of rules §4: were `Connection: keep-alive`
     // forwarded, the upstream would keep its connection open after the
     // response. Here it is answered on the client's hop and not forwarded.
     let (echo, proxy) = echo_behind_proxy();

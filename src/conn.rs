@@ -318,10 +318,14 @@ impl Conn<'_> {
             Content::Bytes(b) => self.io.write_body(&b).map_err(io_failed)?,
             Content::Reader { reader, len } => copy_exact(&mut self.io, reader, len)?,
             Content::Stream(write) => {
-                let mut w =
-                    BodyWriter { io: &mut self.io, chunked: framing == ResponseFraming::Chunked, failed: false };
+                let mut w = BodyWriter {
+                    io: &mut self.io,
+                    chunked: framing == ResponseFraming::Chunked,
+                    chunk: Vec::new(),
+                    failed: false,
+                };
                 match panic::catch_unwind(AssertUnwindSafe(|| write(&mut w))) {
-                    Ok(Ok(())) => w.finish(),
+                    Ok(Ok(())) => w.finish().map_err(io_failed)?,
                     Ok(Err(_)) if w.failed => return Err(CloseReason::Io),
                     Ok(Err(_)) => return Err(CloseReason::ResponseBodyError),
                     Err(_) => return Err(CloseReason::HandlerPanicked),
@@ -408,20 +412,57 @@ fn read_guarded(reader: &mut Box<dyn Read + Send>, out: &mut [u8]) -> Result<io:
 
 /// The writer handed to [`Response::stream`] bodies: chunked framing for
 /// HTTP/1.1, raw bytes (close-delimited) for HTTP/1.0.
+///
+/// Chunked, the writes between two flushes become one chunk (up to
+/// `COPY_CHUNK` bytes), not one chunk each: a `writeln!` makes several
+/// small writes, and a chunk head and CRLF per piece would add up to 7
+/// bytes of framing to each few bytes of data.
 struct BodyWriter<'a> {
     io: &'a mut Transport,
     chunked: bool,
+    /// The data of the chunk being gathered (chunked only).
+    chunk: Vec<u8>,
     /// A socket write failed (as opposed to the body's own code failing).
     failed: bool,
 }
 
 impl BodyWriter<'_> {
-    /// Ends the body: the last chunk, when chunked. (Buffered; it goes out
-    /// with the next flush.)
-    fn finish(self) {
+    /// Ends the body: the gathered chunk, then the last chunk, when
+    /// chunked. (Buffered; it goes out with the next flush.)
+    fn finish(mut self) -> io::Result<()> {
         if self.chunked {
+            self.end_chunk()?;
             self.io.wbuf.extend_from_slice(chunked::LAST_CHUNK);
         }
+        Ok(())
+    }
+
+    /// Frames the gathered data as one chunk, if there is any: an empty
+    /// chunk would be the last.
+    fn end_chunk(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let mut chunk = std::mem::take(&mut self.chunk);
+        let r = self.put(&chunk);
+        chunk.clear();
+        self.chunk = chunk;
+        r
+    }
+
+    /// Puts `data` in the write buffer: as one chunk when chunked
+    /// (RFC 9112 §7.1), else as it is.
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.chunked {
+            chunked::encode_chunk_head(data.len(), &mut self.io.wbuf);
+        }
+        let r = self.io.write_body(data);
+        self.track(r)?;
+        if self.chunked {
+            self.io.wbuf.extend_from_slice(b"\r\n");
+        }
+        let r = self.io.flush_if_full();
+        self.track(r)
     }
 
     fn track<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
@@ -432,24 +473,24 @@ impl BodyWriter<'_> {
 
 impl Write for BodyWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if data.is_empty() {
-            // An empty chunk would be the last chunk.
-            return Ok(0);
+        if self.chunked && (!self.chunk.is_empty() || data.len() < COPY_CHUNK) {
+            // Gathered, up to a bounded chunk (`write_all` comes back for
+            // the rest).
+            let n = data.len().min(COPY_CHUNK - self.chunk.len());
+            self.chunk.extend_from_slice(&data[..n]);
+            if self.chunk.len() == COPY_CHUNK {
+                self.end_chunk()?;
+            }
+            return Ok(n);
         }
-        if self.chunked {
-            chunked::encode_chunk_head(data.len(), &mut self.io.wbuf);
-        }
-        let r = self.io.write_body(data);
-        self.track(r)?;
-        if self.chunked {
-            self.io.wbuf.extend_from_slice(b"\r\n");
-        }
-        let r = self.io.flush_if_full();
-        self.track(r)?;
+        // Not chunked, or a large write with nothing gathered: put as it
+        // is (a chunk of its own), without a copy.
+        self.put(data)?;
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.end_chunk()?;
         let r = self.io.flush();
         self.track(r)
     }

@@ -291,6 +291,37 @@ fn a_reader_shorter_or_longer_than_declared_fails_the_connection() {
 }
 
 #[test]
+fn a_streamed_body_gathers_the_writes_between_flushes_into_one_chunk() {
+    let running = start(default_builder(), |_| {
+        Response::stream(|w| {
+            // Small writes (a `writeln!` may make several) are one chunk
+            // at the flush.
+            writeln!(w, "tick {}", 1)?;
+            w.write_all(b"!")?;
+            w.flush()?;
+            // A large write with nothing gathered is a chunk of its own.
+            w.write_all(&[b'd'; 20_000])?;
+            // Gathered chunks are bounded (16 KiB): 10,000 + 6,384, then
+            // the rest of the second write with what follows.
+            w.write_all(&[b'e'; 10_000])?;
+            w.write_all(&[b'f'; 10_000])?;
+            w.write_all(b"end")
+        })
+    });
+    let raw = exchange_until_close(running.local_addr(), b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let raw = String::from_utf8(raw).unwrap();
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let expected = format!(
+        "8\r\ntick 1\n!\r\n4e20\r\n{}\r\n4000\r\n{}{}\r\ne23\r\n{}end\r\n0\r\n\r\n",
+        "d".repeat(20_000),
+        "e".repeat(10_000),
+        "f".repeat(6_384),
+        "f".repeat(3_616),
+    );
+    assert!(body == expected, "chunk heads: {:?}", body.lines().filter(|l| l.len() < 8).collect::<Vec<_>>());
+}
+
+#[test]
 fn streamed_bodies_are_chunked_for_11_and_close_delimited_for_10() {
     let running = start(default_builder(), |_| {
         Response::stream(|w| {

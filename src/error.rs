@@ -8,6 +8,7 @@ use std::fmt;
 /// with `Connection: close` and closes gracefully, because after a framing
 /// error it can no longer tell where the next request would start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestError {
     /// 400: the bytes break a rule of RFC 9112/9110; the text names the rule
     /// (it is ours, never an echo of the peer's input).
@@ -116,7 +117,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in the order [`CloseReason::index`] numbers them.
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: &'static [CloseReason] = &[
         CloseReason::ClientClosed,
         CloseReason::ClientRequestedClose,
         CloseReason::HandlerRequestedClose,

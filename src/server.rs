@@ -19,6 +19,7 @@
 //! shutting down the read half of its socket through the registry.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{
@@ -92,7 +93,7 @@ pub enum Event<'a> {
 }
 
 /// A snapshot of the server's counters, from [`Handle::stats`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Stats {
     /// Connections open (each with its thread), idle or busy.
     pub open: usize,
@@ -131,6 +132,46 @@ impl Stats {
     /// Connections closed since start, for any reason.
     pub fn closed(&self) -> u64 {
         self.closes.iter().sum()
+    }
+}
+
+/// The counters, and the closes by reason (those that happened).
+impl fmt::Debug for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let closes: std::collections::BTreeMap<&str, u64> =
+            CloseReason::ALL.iter().map(|&r| (r.as_str(), self.closes(r))).filter(|&(_, n)| n > 0).collect();
+        f.debug_struct("Stats")
+            .field("open", &self.open)
+            .field("idle", &self.idle)
+            .field("busy", &self.busy)
+            .field("accepted", &self.accepted)
+            .field("requests", &self.requests)
+            .field("over_capacity", &self.over_capacity)
+            .field("threads", &self.threads)
+            .field("parked", &self.parked)
+            .field("closes", &closes)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.shared.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("local_addr", &self.shared.local_addr)
+            .field("shutting_down", &self.shared.is_shutting_down())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running").field("handle", &self.handle).finish_non_exhaustive()
     }
 }
 
@@ -949,6 +990,35 @@ mod tests {
                 None => assert_eq!(accepted.read_timeout().unwrap(), None),
             }
         }
+    }
+
+    #[test]
+    fn debug_output_names_the_address_and_the_closes_that_happened() {
+        let mut closes = [0; CloseReason::ALL.len()];
+        closes[CloseReason::IdleTimeout.index()] = 3;
+        let stats = Stats {
+            open: 1,
+            idle: 1,
+            busy: 0,
+            accepted: 4,
+            requests: 9,
+            over_capacity: 0,
+            threads: 2,
+            parked: 1,
+            closes,
+        };
+        let text = format!("{stats:?}");
+        assert!(text.contains("requests: 9") && text.ends_with("closes: {\"idle-timeout\": 3} }"), "{text}");
+        let server = Server::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().to_string();
+        for text in [format!("{server:?}"), format!("{:?}", server.handle())] {
+            assert!(text.contains(&addr), "{text}");
+        }
+        let text = format!("{:?}", Builder::default().on_event(|_| {}));
+        assert!(
+            text.contains("shutdown_timeout: 10s") && text.ends_with("retry_after: 1, on_event: Some(\"set\") }"),
+            "{text}"
+        );
     }
 
     #[test]

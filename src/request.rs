@@ -147,6 +147,28 @@ const TARGET_KEEP: usize = 1024;
 /// A handler need not read the body: the server discards what is left when
 /// it is small, or closes the connection when it is not, so the next
 /// pipelined request is never confused with it.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use h1serve::{Response, Server};
+///
+/// let running = Server::bind("127.0.0.1:0")?.spawn(|req| {
+///     let agent = req.header("user-agent").unwrap_or("?").to_string();
+///     let name = req.query_param("name").unwrap_or_default().into_owned();
+///     let mut body = String::new();
+///     if req.body().read_to_string(&mut body).is_err() {
+///         return Response::text("not UTF-8\n").with_status(400);
+///     }
+///     Response::text(format!("{} {} name={name} agent={agent} body={body}\n", req.method(), req.path()))
+/// })?;
+/// let mut client = std::net::TcpStream::connect(running.local_addr())?;
+/// client.write_all(b"POST /greet?name=J%C3%BCrgen HTTP/1.1\r\nHost: x\r\nUser-Agent: doc\r\n\
+///                    Content-Length: 2\r\nConnection: close\r\n\r\nhi")?;
+/// let mut response = String::new();
+/// client.read_to_string(&mut response)?;
+/// assert!(response.ends_with("\r\n\r\nPOST /greet name=Jürgen agent=doc body=hi\n"), "{response}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Request<'c> {
     pub(crate) head: &'c mut RequestHead,
     pub(crate) body: Body<'c>,

@@ -510,6 +510,32 @@ impl Handle {
     /// Waits until `ready(&stats)` holds or `timeout` passes; returns whether
     /// it held. Wakes on every connection close and re-checks at least every
     /// few milliseconds for other changes (such as a connection going idle).
+    ///
+    /// What a test double needs: wait for the event, not for a fixed time.
+    /// (An `assert!` inside a handler does not fail the test: its panic
+    /// becomes a 500. Record what the handler saw and assert on it in the
+    /// test, as here, or check `closes(CloseReason::HandlerPanicked)`.)
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use h1serve::{Response, Server};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let running = Server::bind("127.0.0.1:0")?.spawn(move |req| {
+    ///     log.lock().unwrap().push(format!("{} {}", req.method(), req.target()));
+    ///     Response::status(204)
+    /// })?;
+    /// // The code under test calls the double (here, by hand, without
+    /// // waiting for the answer).
+    /// let mut client = std::net::TcpStream::connect(running.local_addr())?;
+    /// client.write_all(b"DELETE /items/7 HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    /// assert!(running.handle().wait_until(Duration::from_secs(10), |s| s.requests == 1));
+    /// assert_eq!(*seen.lock().unwrap(), ["DELETE /items/7"]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn wait_until(&self, timeout: Duration, mut ready: impl FnMut(&Stats) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {

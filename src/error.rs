@@ -24,7 +24,8 @@ pub enum RequestError {
     ExpectationFailed,
     /// 431: the header section has too many bytes or fields (RFC 6585 §5).
     HeaderFieldsTooLarge,
-    /// 501: a transfer coding other than chunked (RFC 9112 §6.1), or CONNECT.
+    /// 501: a transfer coding other than chunked (RFC 9112 §6.1), CONNECT,
+    /// or a method longer than the request-line limit (RFC 9112 §3).
     NotImplemented,
     /// 505: a major version other than 1 (RFC 9110 §15.6.6).
     VersionNotSupported,

@@ -195,8 +195,15 @@ impl HeadParser {
         );
         let line_len = if in_request_line { self.pos - self.line_start } else { self.request_line_len };
         if line_len > limits.request_line {
-            // RFC 9112 §3: a server that receives a request-target longer
-            // than any URI it wishes to parse MUST respond with 414.
+            // RFC 9112 §3: "A server that receives a method longer than any
+            // that it implements SHOULD respond with a 501"; one that
+            // receives a request-target longer than any URI it wishes to
+            // parse MUST respond with 414.
+            let method_len =
+                if self.state == State::Method { self.pos - self.line_start } else { head.method.as_str().len() };
+            if method_len > limits.request_line {
+                return Some(RequestError::NotImplemented);
+            }
             return Some(RequestError::UriTooLong);
         }
         if self.pos > limits.head_bytes || head.headers.len() > limits.fields {
@@ -632,6 +639,9 @@ mod tests {
             (b"GET / HTTP/1.1\r\nA: del\x7f\r\n\r\n", 400),
             // Limits.
             (&[b"GET /".as_slice(), &[b'a'; 70], b" HTTP/1.1\r\n\r\n"].concat(), 414),
+            // A method past the limit is longer than any implemented: 501
+            // (RFC 9112 §3); the target then is not what is too long.
+            (&[&[b'M'; 70][..], b" / HTTP/1.1\r\n\r\n"].concat(), 501),
             (&[b"GET / HTTP/1.1\r\nA: ".as_slice(), &[b'a'; 300], b"\r\n\r\n"].concat(), 431),
             (b"GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\n\r\n", 431),
         ];
@@ -669,6 +679,7 @@ mod tests {
         }
         // The request line limit applies before the line ends.
         assert_eq!(status(&[b"GET /".as_slice(), &[b'a'; 70]].concat()), 414);
+        assert_eq!(status(&[b'M'; 70]), 501);
     }
 
     #[test]

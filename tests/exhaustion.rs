@@ -364,6 +364,8 @@ fn endless_heads_bodies_and_trailers_meet_a_limit() {
     let cases: Vec<(&str, String, Vec<u8>, u16)> = vec![
         // RFC 9112 §3: request line past its limit → 414.
         ("endless request line", "GET /".into(), kib(b'a'), 414),
+        // RFC 9112 §3: a method longer than any implemented → 501.
+        ("endless method", String::new(), kib(b'M'), 501),
         // RFC 6585 §5: header section past its limit → 431.
         ("endless field value", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".into(), kib(b'a'), 431),
         ("endless fields", "GET / HTTP/1.1\r\nHost: x\r\n".into(), b"X-F: v\r\n".to_vec(), 431),

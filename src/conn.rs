@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::body::{Body, Failure};
 use crate::chunked::{self, ChunkedDecoder};
@@ -146,9 +146,10 @@ impl Conn<'_> {
         self.parser.reset();
         let mut deadline = None;
         let mut skipped = 0;
+        let mut idle_since = None;
         loop {
             if self.io.rbuf.is_empty() {
-                self.wait_for_request()?;
+                self.wait_for_request(&mut idle_since)?;
             }
             match self.parser.parse(self.io.rbuf.data(), &limits, &mut self.head) {
                 Ok(Some(len)) => {
@@ -160,9 +161,11 @@ impl Conn<'_> {
             }
             if let Some(len) = self.parser.empty_lines_only() {
                 // Only empty lines so far: no request has begun, so the
-                // connection is still idle (no header deadline, no 408).
-                // They count towards the head limit all the same, or a
-                // client could stream CRLFs forever.
+                // connection is still idle (no header deadline, no 408),
+                // in the same idle period: an empty line does not restart
+                // the idle timeout. They count towards the head limit all
+                // the same. Either bound alone stops a client that would
+                // hold the connection by sending CRLFs.
                 skipped += len;
                 if skipped > cfg.max_head_bytes {
                     return Err(Stop::Reject(RequestError::HeaderFieldsTooLarge, CloseReason::BadRequest));
@@ -191,14 +194,27 @@ impl Conn<'_> {
     /// Waits, idle, for the first byte of the next request. While idle the
     /// connection may be closed for eviction or shutdown: the server wakes
     /// the blocked read by shutting down its read half.
-    fn wait_for_request(&mut self) -> Result<(), Stop> {
+    ///
+    /// `idle_since` is when this idle period began, if it began before the
+    /// empty lines just skipped (see `read_head`): the idle timeout then
+    /// runs on from there, and the eviction order keeps its place.
+    fn wait_for_request(&mut self, idle_since: &mut Option<u64>) -> Result<(), Stop> {
         self.io.flush().map_err(|_| Stop::Close(CloseReason::Io))?;
         self.io.shrink_idle_buffers();
-        if !self.slot.enter_idle(self.shared) {
+        let now = self.shared.nanos();
+        let first_wait = idle_since.is_none();
+        let since = *idle_since.get_or_insert(now);
+        let left = self.shared.config.idle_timeout.saturating_sub(Duration::from_nanos(now - since));
+        if left.is_zero() && !first_wait {
+            return Err(Stop::Close(CloseReason::IdleTimeout));
+        }
+        if !self.slot.enter_idle(self.shared, since) {
             return Err(Stop::Close(self.slot.wake_reason()));
         }
-        self.shared.emit(&Event::Idle { id: self.slot.id });
-        let r = self.io.fill(self.shared.config.idle_timeout);
+        if first_wait {
+            self.shared.emit(&Event::Idle { id: self.slot.id });
+        }
+        let r = self.io.fill(left);
         if !self.slot.leave_idle() {
             return Err(Stop::Close(self.slot.wake_reason()));
         }

@@ -309,10 +309,11 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// Marks the connection idle. False if the server is shutting down, in
-    /// which case it is now marked closed instead.
-    pub(crate) fn enter_idle(&self, shared: &Shared) -> bool {
-        self.idle_since.store(shared.nanos(), SeqCst);
+    /// Marks the connection idle since `since` (see [`Shared::nanos`]).
+    /// False if the server is shutting down, in which case it is now marked
+    /// closed instead.
+    pub(crate) fn enter_idle(&self, shared: &Shared, since: u64) -> bool {
+        self.idle_since.store(since, SeqCst);
         self.state.store(IDLE, SeqCst);
         // Checked after the store: a shutdown that started before it is seen
         // here, one that starts after it sees IDLE and wakes us.
@@ -603,7 +604,8 @@ impl Shared {
         self.shutting_down.load(SeqCst)
     }
 
-    fn nanos(&self) -> u64 {
+    /// Nanoseconds since the server started: the clock of idle periods.
+    pub(crate) fn nanos(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
     }
 

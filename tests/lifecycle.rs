@@ -529,3 +529,31 @@ fn panics_in_body_readers_and_event_hooks_cost_only_the_connection() {
     );
     assert_eq!(running.stats().closes(CloseReason::HandlerPanicked), 3);
 }
+
+#[test]
+fn empty_lines_do_not_restart_the_idle_timeout() {
+    // RFC 9112 §2.2: a server skips empty lines before a request line. A
+    // client that sends only those is still idle, and its idle period
+    // ends at the idle timeout however often it sends one.
+    const IDLE: Duration = Duration::from_millis(300);
+    let running = start(default_builder().idle_timeout(IDLE), |_| Response::text("hi"));
+    let handle = running.handle().clone();
+    let mut c = connect(running.local_addr());
+    let mut writer = c.try_clone().unwrap();
+    let (stop, stopped) = mpsc::channel::<()>();
+    let trickler = thread::spawn(move || {
+        // The client's pace, well inside the idle timeout.
+        while stopped.recv_timeout(IDLE / 6).is_err() {
+            if writer.write_all(b"\r\n").is_err() {
+                break;
+            }
+        }
+    });
+    let closed = handle.wait_until(PATIENCE, |s| s.closes(CloseReason::IdleTimeout) == 1);
+    let _ = stop.send(());
+    trickler.join().unwrap();
+    assert!(closed, "{:?}", handle.stats());
+    // Closed gracefully, without a response: nothing was asked.
+    let mut rest = Vec::new();
+    assert!(c.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty()), "{rest:?}");
+}

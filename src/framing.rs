@@ -5,7 +5,7 @@
 use crate::body::BodyLength;
 use crate::error::RequestError;
 use crate::headers::{Headers, is_reg_name_byte, list_members};
-use crate::request::{Method, RequestHead, Version};
+use crate::request::{Method, RequestHead, Version, absolute_form_authority};
 
 /// What the server learns from a request head before the handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,23 +154,33 @@ pub(crate) fn is_valid_host(v: &[u8]) -> bool {
 }
 
 /// The request-target forms of RFC 9112 §3.2: origin-form (`/path?q`),
-/// absolute-form (`scheme:...`), asterisk-form (`*`, OPTIONS only).
-/// Authority-form belongs to CONNECT, which is refused earlier.
+/// absolute-form (`http://host/path?q`), asterisk-form (`*`, OPTIONS
+/// only). Authority-form belongs to CONNECT, which is refused earlier.
+///
+/// An origin server is asked for `http` and `https` URIs only, so an
+/// absolute-form target must be one of those, and its authority a valid
+/// host: RFC 9110 §4.2.1 ("A recipient that processes such a URI reference
+/// [with an empty host] MUST reject it as invalid"), §4.2.4 (userinfo is
+/// an error). A server uses that authority instead of `Host` (RFC 9112
+/// §3.2.2), so it gets the checks `Host` gets, and must not be empty.
 fn check_target_form(target: &str, method: &Method) -> Result<(), RequestError> {
     use RequestError::BadRequest as Bad;
-    let t = target.as_bytes();
-    if t.first() == Some(&b'/') {
+    if target.starts_with('/') {
         return Ok(());
     }
-    if t == b"*" {
+    if target == "*" {
         return if *method == Method::Options { Ok(()) } else { Err(Bad("asterisk-form is for OPTIONS only")) };
     }
-    // absolute-URI = scheme ":" hier-part; scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
-    let scheme_len = t.iter().position(|&b| b == b':').unwrap_or(0);
-    let scheme = &t[..scheme_len];
-    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    if scheme_ok { Ok(()) } else { Err(Bad("invalid request target")) }
+    match absolute_form_authority(target) {
+        Some(authority) if is_valid_host(authority.as_bytes()) && !host_is_empty(authority) => Ok(()),
+        Some(_) => Err(Bad("invalid host in absolute-form target")),
+        None => Err(Bad("invalid request target (absolute-form must be http or https)")),
+    }
+}
+
+/// Whether an authority's host (before any port) is empty.
+fn host_is_empty(authority: &str) -> bool {
+    authority.is_empty() || authority.starts_with(':')
 }
 
 /// The length of a request body, RFC 9112 §6.3, for requests:
@@ -370,11 +380,26 @@ mod tests {
         for (method, target, ok) in [
             (Method::Get, "/p", true),
             (Method::Get, "http://h/p", true),
+            (Method::Get, "HTTPS://h:8443?q", true),
+            (Method::Get, "http://[::1]:80/p?q=http://x", true),
+            (Method::Get, "http://h", true),
             (Method::Options, "*", true),
             (Method::Get, "*", false),
-            (Method::Get, "h:80", true),
             (Method::Get, "p", false),
             (Method::Get, "1http://h", false),
+            // No host, or not a valid one (RFC 9110 §4.2.1, §4.2.4).
+            (Method::Get, "http:///a", false),
+            (Method::Get, "http://", false),
+            (Method::Get, "http://?q", false),
+            (Method::Get, "https://:80/", false),
+            (Method::Get, "http://x:abc/", false),
+            (Method::Get, "http://user@h/", false),
+            (Method::Get, "http://a b/", false),
+            // Not an http or https URI.
+            (Method::Get, "http:/a", false),
+            (Method::Get, "h:80", false),
+            (Method::Get, "mailto:a@b", false),
+            (Method::Get, "ftp://h/f", false),
         ] {
             h.method = method;
             h.target = target.into();

@@ -235,6 +235,15 @@ impl<'c> Request<'c> {
         &self.head.headers
     }
 
+    /// The host the request is for, with its port if one was given: the
+    /// authority of an absolute-form target (`GET http://host:8080/p`),
+    /// which RFC 9112 §3.2.2 says a server uses instead of the `Host`
+    /// field, else `Host`. `None` only for an HTTP/1.0 request without
+    /// `Host`.
+    pub fn host(&self) -> Option<&str> {
+        absolute_form_authority(&self.head.target).or_else(|| self.header("host"))
+    }
+
     /// The first value of the header field `name`, if present (and UTF-8).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.headers.get(name)
@@ -290,6 +299,17 @@ pub(crate) fn split_target(target: &str) -> (&str, Option<&str>) {
         None => (rest, None),
     };
     (if path.is_empty() { "/" } else { path }, query)
+}
+
+/// The authority of an absolute-form target with an `http` or `https`
+/// scheme (RFC 9112 §3.2.2, RFC 9110 §4.2): what lies between `://` and
+/// the path or query. `None` for any other target.
+pub(crate) fn absolute_form_authority(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    Some(rest.find(['/', '?']).map_or(rest, |i| &rest[..i]))
 }
 
 /// The pairs of a form-encoded string (see [`Request::query_pairs`]).

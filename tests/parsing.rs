@@ -175,3 +175,22 @@ fn the_handler_gets_the_query_decoded_as_forms_encode_it() {
     c.send("GET http://x/p?flag HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().text(), "/p code= [flag=]");
 }
+
+#[test]
+fn an_absolute_form_target_names_the_host_instead_of_the_host_field() {
+    let running =
+        start(default_builder(), |req| Response::text(format!("{} {}", req.host().unwrap_or("-"), req.path())));
+    let mut c = Client::new(running.local_addr());
+    // RFC 9112 §3.2.2: the target's authority, not Host.
+    c.send("GET http://a.example:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(c.read_response().text(), "a.example:81 /p");
+    c.send("GET /o HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!(c.read_response().text(), "b.example /o");
+    c.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().text(), "- /");
+    // An http URI without a host is invalid (RFC 9110 §4.2.1).
+    c.send("GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 400);
+    assert!(r.closes());
+}

@@ -202,19 +202,22 @@ impl Conn<'_> {
         self.io.flush().map_err(|_| Stop::Close(CloseReason::Io))?;
         self.io.shrink_idle_buffers();
         let now = self.shared.nanos();
+        let idle_timeout = self.shared.config.idle_timeout;
         let first_wait = idle_since.is_none();
-        let since = *idle_since.get_or_insert(now);
-        let left = self.shared.config.idle_timeout.saturating_sub(Duration::from_nanos(now - since));
-        if left.is_zero() && !first_wait {
-            return Err(Stop::Close(CloseReason::IdleTimeout));
-        }
+        let (since, timeout) = match *idle_since {
+            None => (*idle_since.insert(now), idle_timeout),
+            Some(since) => match idle_timeout.checked_sub(Duration::from_nanos(now - since)) {
+                Some(left) if !left.is_zero() => (since, left),
+                _ => return Err(Stop::Close(CloseReason::IdleTimeout)),
+            },
+        };
         if !self.slot.enter_idle(self.shared, since) {
             return Err(Stop::Close(self.slot.wake_reason()));
         }
         if first_wait {
             self.shared.emit(&Event::Idle { id: self.slot.id });
         }
-        let r = self.io.fill(left);
+        let r = self.io.fill(timeout);
         if !self.slot.leave_idle() {
             return Err(Stop::Close(self.slot.wake_reason()));
         }

@@ -98,6 +98,27 @@ impl<'c> Body<'c> {
     }
 
     /// The trailer fields of a chunked body, once it was read to its end.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use h1serve::{Response, Server};
+    ///
+    /// let running = Server::bind("127.0.0.1:0")?.spawn(|req| {
+    ///     let mut data = Vec::new();
+    ///     if req.body().read_to_end(&mut data).is_err() {
+    ///         return Response::status(400); // the server answers 400 or 413 itself
+    ///     }
+    ///     let digest = req.body().trailers().and_then(|t| t.get("digest")).unwrap_or("none");
+    ///     Response::text(format!("{} bytes, digest {digest}\n", data.len()))
+    /// })?;
+    /// let mut client = std::net::TcpStream::connect(running.local_addr())?;
+    /// client.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+    ///                    Connection: close\r\n\r\n5\r\nhello\r\n0\r\nDigest: sha-256=abc\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// client.read_to_string(&mut response)?;
+    /// assert!(response.ends_with("\r\n\r\n5 bytes, digest sha-256=abc\n"), "{response}");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn trailers(&self) -> Option<&Headers> {
         match &self.framing {
             Framing::Chunked(d) => d.trailers(),

@@ -382,7 +382,7 @@ mod tests {
             .with_header("Set-Cookie", "a=1")
             .with_header("Set-Cookie", "b=2");
         let h = head_of(&r, ResponseFraming::Length(2), ConnectionField::None);
-        assert_eq!(h.matches("ontent-type").count() + h.matches("ontent-Type").count(), 1, "{h}");
+        assert_eq!(h.to_ascii_lowercase().matches("content-type:").count(), 1, "{h}");
         assert!(h.contains("\r\ncontent-type: application/json\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"), "{h}");
     }
 

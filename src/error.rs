@@ -25,8 +25,9 @@ pub enum RequestError {
     /// 431: the header section has too many bytes or fields (RFC 6585 §5).
     HeaderFieldsTooLarge,
     /// 501: a transfer coding other than chunked (RFC 9112 §6.1), CONNECT,
-    /// or a method longer than the request-line limit (RFC 9112 §3).
-    NotImplemented,
+    /// or a method longer than the request-line limit (RFC 9112 §3); the
+    /// text names which.
+    NotImplemented(&'static str),
     /// 505: a major version other than 1 (RFC 9110 §15.6.6).
     VersionNotSupported,
 }
@@ -41,7 +42,7 @@ impl RequestError {
             RequestError::UriTooLong => 414,
             RequestError::ExpectationFailed => 417,
             RequestError::HeaderFieldsTooLarge => 431,
-            RequestError::NotImplemented => 501,
+            RequestError::NotImplemented(_) => 501,
             RequestError::VersionNotSupported => 505,
         }
     }
@@ -55,7 +56,7 @@ impl RequestError {
             RequestError::UriTooLong => "request line over the limit",
             RequestError::ExpectationFailed => "only 100-continue is supported",
             RequestError::HeaderFieldsTooLarge => "header section over the limit",
-            RequestError::NotImplemented => "not implemented",
+            RequestError::NotImplemented(what) => what,
             RequestError::VersionNotSupported => "only HTTP/1.x is supported",
         }
     }
@@ -193,7 +194,7 @@ mod tests {
             (RequestError::UriTooLong, 414),
             (RequestError::ExpectationFailed, 417),
             (RequestError::HeaderFieldsTooLarge, 431),
-            (RequestError::NotImplemented, 501),
+            (RequestError::NotImplemented("x"), 501),
             (RequestError::VersionNotSupported, 505),
         ];
         for (e, status) in cases {

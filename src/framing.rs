@@ -27,7 +27,7 @@ pub(crate) fn request_framing(head: &RequestHead, max_body: u64) -> Result<Reque
     use RequestError::BadRequest as Bad;
     if head.method == Method::Connect {
         // Tunnels are out of scope: 501 rather than a 2xx that would promise one.
-        return Err(RequestError::NotImplemented);
+        return Err(RequestError::NotImplemented("CONNECT (no tunnels here)"));
     }
     let fields = FramingFields::of(&head.headers);
     check_host(&fields, head.version)?;
@@ -229,7 +229,7 @@ fn transfer_coding(headers: &Headers) -> Result<BodyLength, RequestError> {
     }
     if codings.len() > 1 {
         // gzip, deflate, ... before chunked: not implemented here.
-        return Err(RequestError::NotImplemented);
+        return Err(RequestError::NotImplemented("transfer codings other than chunked"));
     }
     Ok(BodyLength::Chunked)
 }

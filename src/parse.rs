@@ -202,7 +202,7 @@ impl HeadParser {
             let method_len =
                 if self.state == State::Method { self.pos - self.line_start } else { head.method.as_str().len() };
             if method_len > limits.request_line {
-                return Some(RequestError::NotImplemented);
+                return Some(RequestError::NotImplemented("method longer than any implemented"));
             }
             return Some(RequestError::UriTooLong);
         }

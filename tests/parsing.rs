@@ -194,3 +194,19 @@ fn an_absolute_form_target_names_the_host_instead_of_the_host_field() {
     assert_eq!(r.status, 400);
     assert!(r.closes());
 }
+
+#[test]
+fn a_501_says_what_is_not_implemented() {
+    let running = start(default_builder(), |_| Response::text("handled"));
+    for (request, says) in [
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "transfer codings other than chunked",
+        ),
+        ("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", "CONNECT"),
+        (&format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "M".repeat(9000)), "method longer than any implemented"),
+    ] {
+        let out = String::from_utf8(exchange_until_close(running.local_addr(), request.as_bytes())).unwrap();
+        assert!(out.starts_with("HTTP/1.1 501 Not Implemented\r\n") && out.contains(says), "{out}");
+    }
+}

@@ -160,8 +160,7 @@ impl Builder {
     /// Longest time a write may make no progress: a client that stops
     /// reading its response is cut off after it (nginx's `send_timeout`).
     /// A slow but reading client keeps going. Default 30 s. Zero is taken
-    /// as 1 ms, the shortest timeout a socket has (to the system, zero
-    /// means none).
+    /// as 1 ms (to the system, a zero socket timeout means none).
     pub fn write_timeout(mut self, timeout: Duration) -> Builder {
         self.config.write_timeout = timeout;
         self
@@ -181,8 +180,9 @@ impl Builder {
 
     /// How long [`Handle::shutdown`](crate::Handle::shutdown) waits for
     /// in-flight requests before it closes their connections; it also
-    /// bounds the lingering closes at shutdown, so `serve` returns within
-    /// it. Default 10 s.
+    /// bounds the lingering closes at shutdown (a close that began just
+    /// before the deadline still gets a quarter second), so `serve` returns
+    /// within it. Default 10 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
         self.config.shutdown_timeout = timeout;
         self

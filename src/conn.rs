@@ -172,6 +172,9 @@ impl Conn<'_> {
                 }
                 self.io.rbuf.consume(len);
                 self.parser.reset();
+                // A deadline taken while an empty line was half here (its
+                // CR without its LF) belonged to no request.
+                deadline = None;
                 continue;
             }
             // The head has begun and is not complete: from now on, the rest
@@ -503,7 +506,7 @@ impl Write for BodyWriter<'_> {
             return Ok(n);
         }
         // Not chunked, or a large write with nothing gathered: put as it
-        // is (a chunk of its own), without a copy.
+        // is (a chunk of its own), without gathering it first.
         self.put(data)?;
         Ok(data.len())
     }

@@ -174,7 +174,7 @@ fn check_target_form(target: &str, method: &Method) -> Result<(), RequestError> 
     match absolute_form_authority(target) {
         Some(authority) if is_valid_host(authority.as_bytes()) && !host_is_empty(authority) => Ok(()),
         Some(_) => Err(Bad("invalid host in absolute-form target")),
-        None => Err(Bad("invalid request target (absolute-form must be http or https)")),
+        None => Err(Bad("request target is neither a path nor an http(s) URI with a host")),
     }
 }
 

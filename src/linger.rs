@@ -42,11 +42,18 @@ const QUIET_MAX: Duration = Duration::from_millis(160);
 /// Most bytes read from one socket in one pass, so that a client that keeps
 /// sending cannot hold the thread.
 const PASS_BYTES: u64 = 64 * 1024;
+/// At shutdown every socket is dropped by the shutdown deadline, except
+/// that one whose close began just before it still lingers this long (or
+/// its own bound, if shorter): input already on its way must arrive and be
+/// read, or the deadline would cause the very reset lingering prevents.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 
 /// A socket whose write half is shut, read until its client closes.
 struct Draining {
     stream: Arc<TcpStream>,
     deadline: Instant,
+    /// The earliest a shutdown may cut it off (see `SHUTDOWN_GRACE`).
+    grace_end: Instant,
     budget: u64,
     /// When to read it next, and the wait after that if it is still quiet.
     next_read: Instant,
@@ -77,8 +84,9 @@ enum State {
 enum Message {
     /// A socket to drain.
     Drain(Draining),
-    /// Drop every socket still held by this instant: the server is shutting
-    /// down, and its shutdown timeout bounds the lingering too.
+    /// Drop every socket still held by this instant (each after its grace):
+    /// the server is shutting down, and its shutdown timeout bounds the
+    /// lingering too.
     CutOff(Instant),
 }
 
@@ -105,8 +113,14 @@ impl Lingerer {
     /// is full, stopped, or cannot be started.
     pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> bool {
         let now = Instant::now();
-        let draining =
-            Draining { stream, deadline: now + timeout, budget: max_bytes, next_read: now, quiet: PASS_INTERVAL };
+        let draining = Draining {
+            stream,
+            deadline: now + timeout,
+            grace_end: now + timeout.min(SHUTDOWN_GRACE),
+            budget: max_bytes,
+            next_read: now,
+            quiet: PASS_INTERVAL,
+        };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let State::NotStarted = *state {
             let (tx, rx) = mpsc::sync_channel(LINGERING_MAX);
@@ -122,7 +136,8 @@ impl Lingerer {
     }
 
     /// Takes no more sockets, and waits for those held to be done: each by
-    /// its own deadline, and all by `cut_off`.
+    /// its own deadline, and all by `cut_off` (or `SHUTDOWN_GRACE` after
+    /// they were handed off, if that is later).
     pub(crate) fn stop(&self, cut_off: Instant) {
         let state = std::mem::replace(&mut *self.state.lock().unwrap_or_else(|p| p.into_inner()), State::Stopped);
         if let State::Running(tx, thread) = state {
@@ -190,7 +205,7 @@ fn linger_all(rx: Receiver<Message>) {
 fn receive(held: &mut Vec<Draining>, m: Message) {
     match m {
         Message::Drain(d) => hold(held, d),
-        Message::CutOff(at) => held.iter_mut().for_each(|d| d.deadline = d.deadline.min(at)),
+        Message::CutOff(at) => held.iter_mut().for_each(|d| d.deadline = d.deadline.min(at.max(d.grace_end))),
     }
 }
 
@@ -260,6 +275,7 @@ mod tests {
         let mut d = Draining {
             stream: Arc::new(server),
             deadline: start + Duration::from_secs(60),
+            grace_end: start + SHUTDOWN_GRACE,
             budget: 1000,
             next_read: start,
             quiet: PASS_INTERVAL,
@@ -295,6 +311,7 @@ mod tests {
         let draining = |budget| Draining {
             stream: stream.clone(),
             deadline: start + Duration::from_secs(1),
+            grace_end: start + SHUTDOWN_GRACE,
             budget,
             next_read: start,
             quiet: PASS_INTERVAL,
@@ -304,5 +321,25 @@ mod tests {
         client.write_all(&[b'x'; 10]).unwrap();
         wait_readable(&stream);
         assert!(!still_open(&mut draining(10), &mut scratch, start));
+    }
+
+    #[test]
+    fn a_shutdown_cuts_lingering_at_its_deadline_but_not_within_the_grace() {
+        let start = Instant::now();
+        let lingering = |grace_end| Draining {
+            stream: Arc::new(pair().1),
+            deadline: start + Duration::from_secs(60),
+            grace_end,
+            budget: 1000,
+            next_read: start,
+            quiet: PASS_INTERVAL,
+        };
+        let mut held = Vec::new();
+        // Handed off long before the cut-off, and just before it.
+        receive(&mut held, Message::Drain(lingering(start)));
+        receive(&mut held, Message::Drain(lingering(start + SHUTDOWN_GRACE)));
+        receive(&mut held, Message::CutOff(start + Duration::from_millis(100)));
+        let deadlines: Vec<_> = held.iter().map(|d| d.deadline - start).collect();
+        assert_eq!(deadlines, [Duration::from_millis(100), SHUTDOWN_GRACE]);
     }
 }

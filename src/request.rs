@@ -238,8 +238,9 @@ impl<'c> Request<'c> {
     /// The host the request is for, with its port if one was given: the
     /// authority of an absolute-form target (`GET http://host:8080/p`),
     /// which RFC 9112 §3.2.2 says a server uses instead of the `Host`
-    /// field, else `Host`. `None` only for an HTTP/1.0 request without
-    /// `Host`.
+    /// field, else `Host` (empty if `Host` is, as RFC 9112 §3.2 allows
+    /// when the target has no authority). `None` only for an HTTP/1.0
+    /// request without `Host`.
     pub fn host(&self) -> Option<&str> {
         absolute_form_authority(&self.head.target).or_else(|| self.header("host"))
     }
@@ -341,7 +342,7 @@ fn form_decode(s: &str) -> Cow<'_, str> {
         }
         i += 1;
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 #[cfg(test)]

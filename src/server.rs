@@ -108,7 +108,7 @@ pub struct Stats {
     /// Requests that reached the handler and were answered, since start:
     /// its responses, and the 500 of a handler that panicked or the 408 or
     /// 4xx of a body that broke its framing while it read. The server's
-    /// refusals of a request head (400, 408, 413, 414, 431, 501, 505) are
+    /// refusals of a request head (400, 408, 413, 414, 417, 431, 501, 505) are
     /// not counted here but by the closes they end in
     /// ([`CloseReason::BadRequest`], [`CloseReason::HeaderTimeout`]), and
     /// 503s at the cap in `over_capacity`.
@@ -471,9 +471,12 @@ impl Handle {
     /// busy ones finish their current request (answered with
     /// `Connection: close`) until the shutdown timeout, then closes what
     /// is left. `serve` returns when every connection is closed and its
-    /// lingering close done, and at the latest at the shutdown timeout (or
-    /// after a second, if that is shorter and a thread waiting in `accept`
-    /// could not be woken). Calling it again does nothing.
+    /// lingering close done, and at the latest at the shutdown timeout
+    /// (plus up to a quarter second for a connection whose lingering close
+    /// began just before it, so that input still on its way cannot reset
+    /// its response; or after a second, if that is longer and a thread
+    /// waiting in `accept` could not be woken). Calling it again does
+    /// nothing.
     ///
     /// A handler still running at the timeout is not stopped (a thread
     /// cannot be stopped from outside): its connection is cut, so its next
@@ -911,7 +914,8 @@ impl Shared {
         drop(reg);
         // Responses already written are not lost to a process exit that
         // follows: their lingering closes finish first, each within its own
-        // bound and all within the shutdown timeout.
+        // bound and all by the shutdown deadline (plus a short grace for
+        // those that began just before it).
         self.lingerer.stop(deadline);
     }
 }

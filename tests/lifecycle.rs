@@ -301,7 +301,7 @@ fn shutdown_returns_after_the_lingering_closes() {
 fn the_shutdown_timeout_bounds_the_lingering_closes_too() {
     // A client that never closes would hold its socket for the whole
     // linger bound; the shutdown timeout, much shorter, ends it first.
-    const LINGER: Duration = Duration::from_secs(60);
+    const LINGER: Duration = Duration::from_secs(10);
     let builder = default_builder().linger(LINGER, 1 << 20).shutdown_timeout(Duration::from_millis(200));
     let running = start(builder, |_| Response::text("bye"));
     let started = Instant::now();
@@ -309,6 +309,8 @@ fn the_shutdown_timeout_bounds_the_lingering_closes_too() {
     c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(c.read_response().text(), "bye");
     running.shutdown().unwrap();
+    // The shutdown timeout and the grace of a close that began just before
+    // it, 0.45 s: far below the linger bound, with room for a loaded machine.
     assert!(started.elapsed() < LINGER / 2, "returned after {:?}", started.elapsed());
     assert!(c.at_eof());
 }
@@ -536,7 +538,14 @@ fn empty_lines_do_not_restart_the_idle_timeout() {
     // client that sends only those is still idle, and its idle period
     // ends at the idle timeout however often it sends one.
     const IDLE: Duration = Duration::from_millis(300);
-    let running = start(default_builder().idle_timeout(IDLE), |_| Response::text("hi"));
+    let idle_events = Arc::new(Mutex::new(0));
+    let count = idle_events.clone();
+    let builder = default_builder().idle_timeout(IDLE).on_event(move |e| {
+        if let Event::Idle { .. } = e {
+            *count.lock().unwrap() += 1;
+        }
+    });
+    let running = start(builder, |_| Response::text("hi"));
     let handle = running.handle().clone();
     let mut c = connect(running.local_addr());
     let mut writer = c.try_clone().unwrap();
@@ -556,4 +565,55 @@ fn empty_lines_do_not_restart_the_idle_timeout() {
     // Closed gracefully, without a response: nothing was asked.
     let mut rest = Vec::new();
     assert!(c.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty()), "{rest:?}");
+    // One idle period, reported once.
+    assert_eq!(*idle_events.lock().unwrap(), 1);
+}
+
+#[test]
+fn empty_lines_keep_an_idle_connection_first_in_line_for_eviction() {
+    // A went idle before B; an empty line from A is no request, so at the
+    // cap A is still the connection idle the longest.
+    let running = start(default_builder().max_connections(2), |_| Response::text("hi"));
+    let handle = running.handle().clone();
+    let mut a = Client::new(running.local_addr());
+    assert_eq!(get(&mut a, "/").status, 200);
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    let mut b = Client::new(running.local_addr());
+    assert_eq!(get(&mut b, "/").status, 200);
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 2), "{:?}", handle.stats());
+    // The CR makes A busy (an empty line has begun), the LF idle again.
+    a.send("\r");
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    a.send("\n");
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 2), "{:?}", handle.stats());
+    let mut newcomer = Client::new(running.local_addr());
+    assert_eq!(get(&mut newcomer, "/").status, 200);
+    assert!(a.at_eof(), "A, idle the longest, makes room");
+    assert_eq!(get(&mut b, "/again").status, 200);
+    assert_eq!(running.stats().closes(CloseReason::Evicted), 1);
+}
+
+#[test]
+fn a_half_received_empty_line_leaves_no_deadline_for_the_next_request() {
+    // An empty line split between its CR and LF: while only the CR is
+    // here, the head deadline runs; once the line is skipped, it must not
+    // carry over to the request that follows much later.
+    // Long enough that the head's second piece arrives within it even on
+    // a loaded machine.
+    let header_timeout = Duration::from_secs(2);
+    let running = start(default_builder().header_timeout(header_timeout), |_| Response::text("hi"));
+    let handle = running.handle().clone();
+    let mut c = Client::new(running.local_addr());
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    c.send("\r");
+    assert!(handle.wait_until(PATIENCE, |s| s.busy == 1), "{:?}", handle.stats());
+    c.send("\n");
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    // Idle past the header timeout: time is what is under test.
+    thread::sleep(header_timeout + Duration::from_millis(500));
+    // A head in two pieces, so that the server waits for its rest.
+    c.send("GET / HTTP/1.1\r\n");
+    assert!(handle.wait_until(PATIENCE, |s| s.busy == 1), "{:?}", handle.stats());
+    c.send("Host: x\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
 }

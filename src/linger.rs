@@ -46,7 +46,7 @@ const PASS_BYTES: u64 = 64 * 1024;
 /// that one whose close began just before it still lingers this long (or
 /// its own bound, if shorter): input already on its way must arrive and be
 /// read, or the deadline would cause the very reset lingering prevents.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 
 /// A socket whose write half is shut, read until its client closes.
 struct Draining {

@@ -133,3 +133,8 @@ pub use headers::{HOP_BY_HOP, Headers, InvalidHeader};
 pub use request::{Method, Request, Version};
 pub use response::{Response, reason_phrase};
 pub use server::{Event, Handle, Running, Server, Stats};
+
+// The README's code compiles (and runs, where it ends) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

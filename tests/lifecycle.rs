@@ -590,7 +590,8 @@ fn empty_lines_keep_an_idle_connection_first_in_line_for_eviction() {
     assert_eq!(get(&mut newcomer, "/").status, 200);
     assert!(a.at_eof(), "A, idle the longest, makes room");
     assert_eq!(get(&mut b, "/again").status, 200);
-    assert_eq!(running.stats().closes(CloseReason::Evicted), 1);
+    // Counted when A's thread has finished closing it.
+    assert!(handle.wait_until(PATIENCE, |s| s.closes(CloseReason::Evicted) == 1), "{:?}", handle.stats());
 }
 
 #[test]

@@ -160,7 +160,8 @@ impl Conn<'_> {
                 Err(e) => return Err(Stop::Reject(e, CloseReason::BadRequest)),
             }
             if let Some(len) = self.parser.empty_lines_only() {
-                // Only empty lines so far: no request has begun, so the
+                // Only empty lines so far, which a server skips before a
+                // request line (RFC 9112 §2.2): no request has begun, so the
                 // connection is still idle (no header deadline, no 408),
                 // in the same idle period: an empty line does not restart
                 // the idle timeout. They count towards the head limit all

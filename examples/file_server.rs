@@ -22,9 +22,10 @@
 //! | GET/HEAD of a directory without the slash, `/d` | 301 to `/d/`, so relative links in the page resolve |
 //! | `If-Modified-Since` not older than the file | 304, no body |
 //! | any other method | 405 with `Allow: GET, HEAD` |
-//! | a path that is not a path (bad `%` escape, NUL, not UTF-8) | 400 |
+//! | a path that is not a path (bad `%` escape, a control character such as NUL or LF, not UTF-8) | 400 |
 //! | a missing file, a special file, or any way out of DIR | 404 |
 //! | a file the operating system will not let it read | 403 |
+//! | a file or directory found but not opened for another reason (out of descriptors, a disk error) | 500, and a line on stderr |
 //!
 //! Ways out of DIR get 404, the status of a file that is not there, rather
 //! than 403: the answer must not tell a client what exists outside DIR, and
@@ -38,9 +39,10 @@
 //!   [`Response::from_reader`], so a file of any size costs a fixed buffer,
 //!   and the length lets the connection carry the next request
 //!   (RFC 9112 §6.3) instead of ending the body by closing.
-//! - **HEAD** (RFC 9110 §9.3.2) gets the same fields as GET and no body. The
-//!   server never sends a body to HEAD, so the handler answers it from the
-//!   metadata without opening the file.
+//! - **HEAD** (RFC 9110 §9.3.2) gets the same status and fields as GET and
+//!   no body. The handler takes the same path for both, opening the file,
+//!   so that a file GET could not open (403, 500) is not a 200 to HEAD;
+//!   the server never reads the body of a response to HEAD.
 //! - **Conditional requests**: `Last-Modified` (RFC 9110 §8.8.2) and
 //!   `If-Modified-Since` (RFC 9110 §13.1.3) turn a browser's revalidation of
 //!   its cached copy into a 304 with no body. HTTP dates are formatted and
@@ -60,7 +62,10 @@
 //! Limits, on purpose: no `Range` requests, no compression, no `ETag`. Text
 //! types are announced as UTF-8. The symlink check runs before the file is
 //! opened, so someone who can create files inside DIR while it is being
-//! served can race it; serve only directories whose writers you trust.
+//! served can race it: swap in a link that leads out, or a FIFO, whose
+//! `open` then blocks that connection's thread until a writer comes (std
+//! has no portable non-blocking open). Serve only directories whose
+//! writers you trust.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, Metadata};
@@ -167,13 +172,12 @@ fn log_refusal(event: &Event) {
 // ---------------------------------------------------------------------------
 
 fn respond(root: &Path, req: &Request) -> Response {
-    let head_only = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
+    match req.method() {
+        Method::Get | Method::Head => {}
         // RFC 9110 §15.5.6: a 405 must list the methods the resource does
         // support in `Allow`.
         _ => return Response::text("method not allowed\n").with_status(405).with_header("Allow", "GET, HEAD"),
-    };
+    }
     let names = match decode_path(req.path()) {
         Ok(names) => names,
         Err(PathError::Malformed) => return Response::text("bad path\n").with_status(400),
@@ -191,16 +195,16 @@ fn respond(root: &Path, req: &Request) -> Response {
         }
         if let Ok((index, meta)) = confine(root, &real.join("index.html")) {
             if meta.is_file() {
-                return serve_file(req, &index, &meta, head_only);
+                return serve_file(req, &index, &meta);
             }
         }
-        return listing(&real, &names);
+        return listing(root, &real, &names);
     }
     // A file named as a directory (`/a.txt/`) is not there, as for open(2).
     if !meta.is_file() || req.path().ends_with('/') {
         return not_found();
     }
-    serve_file(req, &real, &meta, head_only)
+    serve_file(req, &real, &meta)
 }
 
 fn not_found() -> Response {
@@ -225,19 +229,16 @@ fn redirect_to_slash(names: &[String], query: Option<&str>) -> Response {
 }
 
 /// Streams a regular file, or answers 304 if the client's copy is current.
-fn serve_file(req: &Request, path: &Path, meta: &Metadata, head_only: bool) -> Response {
+/// A HEAD takes the same path: the server never reads the body of a
+/// response to HEAD, and opening the file gives HEAD the status GET would
+/// get when the file cannot be opened.
+fn serve_file(req: &Request, path: &Path, meta: &Metadata) -> Response {
     if not_modified(req, last_modified(meta)) {
         return with_last_modified(Response::status(304), meta);
     }
-    if head_only {
-        // The server sends no body to HEAD and never reads this reader, so
-        // an empty one with the file's length gives the exact
-        // `Content-Length` a GET would get without opening the file.
-        return file_headers(Response::from_reader(io::empty(), meta.len()), path, meta);
-    }
     let file = match File::open(path) {
         Ok(file) => file,
-        Err(e) => return io_error(path, &e),
+        Err(e) => return open_error(path, &e),
     };
     // The length is taken from the open file, not from the path looked up
     // earlier: it is the file whose bytes are about to be sent. `take` sends
@@ -246,7 +247,7 @@ fn serve_file(req: &Request, path: &Path, meta: &Metadata, head_only: bool) -> R
     let meta = match file.metadata() {
         Ok(meta) if meta.is_file() => meta,
         Ok(_) => return not_found(),
-        Err(e) => return io_error(path, &e),
+        Err(e) => return open_error(path, &e),
     };
     let len = meta.len();
     file_headers(Response::from_reader(file.take(len), len), path, &meta)
@@ -263,36 +264,70 @@ fn with_last_modified(response: Response, meta: &Metadata) -> Response {
     }
 }
 
-/// Maps a failure to open or look up a file to a status. Anything but
-/// "denied" means the client cannot have that name, so it is a 404; the
+/// Maps a failure to look up a name (`confine`) to a status. One the
+/// system will not let us see is a 403; any other means the client cannot
+/// have that name (missing, too long, a symlink loop), so it is a 404. The
 /// unexpected ones are logged for the operator.
-fn io_error(path: &Path, e: &io::Error) -> Response {
+fn lookup_error(path: &Path, e: &io::Error) -> Response {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => not_found(),
-        io::ErrorKind::PermissionDenied => Response::text("forbidden\n").with_status(403),
+        io::ErrorKind::PermissionDenied => forbidden(),
         _ => {
-            eprintln!("file_server: {}: {e}", path.display());
+            log_error(path, e);
             not_found()
         }
     }
 }
 
+/// Maps a failure to open or read what `confine` just found to a status.
+/// Denied is a 403; anything else is the server's own failure (out of
+/// descriptors, a disk error), so a 500 rather than a 404, which would say
+/// the file is gone and which a cache may keep (RFC 9110 §15.5.5,
+/// §15.6.1).
+fn open_error(path: &Path, e: &io::Error) -> Response {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => forbidden(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => not_found(),
+        _ => {
+            log_error(path, e);
+            Response::text("internal server error\n").with_status(500)
+        }
+    }
+}
+
+fn forbidden() -> Response {
+    Response::text("forbidden\n").with_status(403)
+}
+
+/// A line for the operator. The path is printed escaped (`{:?}`), though
+/// `decode_path` lets no control character into it: a request must not be
+/// able to write line breaks or terminal escapes into the log.
+fn log_error(path: &Path, e: &io::Error) {
+    eprintln!("file_server: {:?}: {e}", path.display().to_string());
+}
+
 /// An HTML page listing a directory: names sorted, HTML-escaped in the
 /// text and percent-encoded in the links, directories with a trailing
-/// slash.
-fn listing(dir: &Path, names: &[String]) -> Response {
+/// slash. Only what a client could get is listed: an entry that leads out
+/// of DIR (or nowhere) is left out, as a request for it gets 404, and the
+/// listing must not tell what exists outside DIR either.
+fn listing(root: &Path, dir: &Path, names: &[String]) -> Response {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) => return io_error(dir, &e),
+        Err(e) => return open_error(dir, &e),
     };
     let mut items: Vec<(String, bool)> = Vec::new();
     for entry in entries.flatten() {
         // A name that is not UTF-8 could not be asked for (paths must
         // decode to UTF-8), so it is not listed.
         let Ok(name) = entry.file_name().into_string() else { continue };
-        // `metadata` follows symlinks: a link to a directory lists as one.
-        let is_dir = fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
-        items.push((name, is_dir));
+        if !is_plain_name(&name) {
+            continue;
+        }
+        // `confine` follows symlinks: a link to a directory inside DIR
+        // lists as a directory.
+        let Ok((_, meta)) = confine(root, &entry.path()) else { continue };
+        items.push((name, meta.is_dir()));
     }
     items.sort();
     let mut title = String::from("/");
@@ -366,8 +401,11 @@ fn decode_path(path: &str) -> Result<Vec<String>, PathError> {
         return Err(PathError::Malformed);
     }
     let bytes = percent_decode(path).ok_or(PathError::Malformed)?;
-    // No file name holds a NUL, and the OS would cut the name there.
-    if bytes.contains(&0) {
+    // No file name holds a NUL (the OS would cut the name there), and no
+    // name worth serving holds another control character: refused, they
+    // can never reach a log line or a terminal as a line break or an
+    // escape sequence.
+    if bytes.iter().any(|b| b.is_ascii_control()) {
         return Err(PathError::Malformed);
     }
     let decoded = String::from_utf8(bytes).map_err(|_| PathError::Malformed)?;
@@ -378,32 +416,34 @@ fn decode_path(path: &str) -> Result<Vec<String>, PathError> {
             // segments before sending (RFC 3986 §5.2.4), so a `..` that
             // arrives was meant to climb: refused, never resolved.
             "" | "." => continue,
-            ".." => return Err(PathError::Outside),
-            // A separator on Windows, and never needed in a URL.
-            _ if name.contains('\\') => return Err(PathError::Outside),
+            _ if !is_plain_name(name) => return Err(PathError::Outside),
             _ => {}
-        }
-        // Whatever else the platform reads as more than a name (a drive
-        // prefix such as `C:` on Windows) is refused too: each name must be
-        // exactly one plain component.
-        let mut parts = Path::new(name).components();
-        if !matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) {
-            return Err(PathError::Outside);
         }
         names.push(name.to_string());
     }
     Ok(names)
 }
 
+/// Whether `name` is one plain name in a directory, and one a request can
+/// ask for: not `..`, no backslash (a separator on Windows, and never
+/// needed in a URL), no control character, and nothing else the platform
+/// reads as more than a name (a drive prefix such as `C:` on Windows).
+fn is_plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None))
+        && !name.contains('\\')
+        && !name.bytes().any(|b| b.is_ascii_control())
+}
+
 /// Follows every symlink in `path` and checks the result is still inside
 /// `root` (canonical). `Path::starts_with` compares whole components, so
 /// `/srv/www-secret` is not inside `/srv/www`.
 fn confine(root: &Path, path: &Path) -> Result<(PathBuf, Metadata), Response> {
-    let real = fs::canonicalize(path).map_err(|e| io_error(path, &e))?;
+    let real = fs::canonicalize(path).map_err(|e| lookup_error(path, &e))?;
     if !real.starts_with(root) {
         return Err(not_found());
     }
-    let meta = fs::metadata(&real).map_err(|e| io_error(&real, &e))?;
+    let meta = fs::metadata(&real).map_err(|e| lookup_error(&real, &e))?;
     Ok((real, meta))
 }
 

@@ -131,7 +131,11 @@ struct Served {
 
 fn serve() -> Served {
     let tree = Tree::new();
-    let mut program = spawn_example("file_server", &[tree.root.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    let program = spawn_example("file_server", &[tree.root.to_str().unwrap(), "--addr", "127.0.0.1:0"]);
+    served(program, tree)
+}
+
+fn served(mut program: Example, tree: Tree) -> Served {
     let stderr = program.child.stderr.take().unwrap();
     let (tx, log) = mpsc::channel();
     std::thread::spawn(move || {
@@ -460,6 +464,70 @@ fn malformed_paths_get_400() {
     }
 }
 
+/// A control character in a decoded path is refused before any lookup, so
+/// no request can put a line break or a terminal escape into the log (a
+/// forged access line, a cleared screen); names that hold one are not
+/// listed, as no request could get them.
+#[cfg(unix)]
+#[test]
+fn control_characters_in_paths_get_400_and_are_not_listed() {
+    let s = serve();
+    fs::write(s.tree.root.join("line\nbreak.txt"), "forged\n").unwrap();
+    // A name too long to look up was logged as the server's failure, path
+    // and all: with a line break in it, that forged a second log line.
+    let forged = format!("/{}%0a10.0.0.9:4242%20%22GET%20/admin%20HTTP/1.1%22%20200%2042", "a".repeat(300));
+    for target in ["/line%0abreak.txt", "/x%0d%0ay", "/%1b%5b2J%1b%5b31mred", "/a%09b", "/a%7f", &forged] {
+        assert_refused(&s, target, 400);
+    }
+    let access_line = format!("{forged} HTTP/1.1\" 400");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = s.log.recv_timeout(left).expect("the access line of the last request");
+        assert!(!line.starts_with("10.0.0.9") && !line.contains('\u{1b}'), "{line:?}");
+        if line.contains(&access_line) {
+            break;
+        }
+    }
+    let page = get(&mut s.client(), "/").text();
+    assert!(!page.contains("break.txt"), "{page}");
+}
+
+/// When a file that is there cannot be opened for a reason of the
+/// server's own (here: no descriptor left), GET gets 500, not a 404 that
+/// would say the file is gone, and HEAD gets what GET gets, not a 200 made
+/// from the file's metadata alone (RFC 9110 §9.3.2).
+#[cfg(unix)]
+#[test]
+fn a_file_that_cannot_be_opened_is_a_500_to_get_and_head_alike() {
+    const LIMIT: u32 = 24;
+    let tree = Tree::new();
+    let args = [tree.root.to_str().unwrap(), "--addr", "127.0.0.1:0"];
+    let program = spawn_example_with_fd_limit("file_server", &args, LIMIT);
+    let s = served(program, tree);
+    // Each connection holds one of the program's descriptors: open them one
+    // at a time, each answered in full, until the file cannot be opened
+    // beside them.
+    let mut clients = Vec::new();
+    loop {
+        assert!(clients.len() < LIMIT as usize, "never ran out of descriptors");
+        let mut c = s.client();
+        let got = get(&mut c, "/hello.txt");
+        if got.status == 200 {
+            assert_eq!(got.text(), HELLO);
+            clients.push(c);
+            continue;
+        }
+        assert_eq!(got.status, 500, "{}", got.text());
+        let head = request(&mut c, "HEAD", "/hello.txt", &[]);
+        assert_eq!(head.status, 500);
+        assert_eq!(head.header("content-length"), got.header("content-length"));
+        s.expect_log(&["hello.txt\": "]);
+        break;
+    }
+    assert!(!clients.is_empty(), "not even one connection could be served");
+}
+
 #[cfg(unix)]
 #[test]
 fn symlinks_out_of_the_directory_are_not_followed() {
@@ -482,6 +550,15 @@ fn symlinks_out_of_the_directory_are_not_followed() {
     assert_eq!(get(&mut c, "/dir_in").header("location"), Some("/dir_in/"));
     let page = get(&mut c, "/").text();
     assert!(page.contains("<a href=\"dir_in/\">dir_in/</a>"), "{page}");
+    assert!(page.contains("<a href=\"link_in\">link_in</a>"), "{page}");
+    // The listing shows only what a request can get: no link that leads
+    // out (not even whether its target is a directory), none that leads
+    // nowhere.
+    symlink("missing.txt", root.join("dangling")).unwrap();
+    let page = get(&mut c, "/").text();
+    for name in ["link_out", "relative_out", "dir_out", "slash", "dangling"] {
+        assert!(!page.contains(name), "{name} is listed: {page}");
+    }
 }
 
 #[test]

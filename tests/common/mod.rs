@@ -239,21 +239,42 @@ pub fn example_path(name: &str) -> std::path::PathBuf {
 
 /// Starts an example with `args`, stdin empty, stdout and stderr piped.
 pub fn start_example_process(name: &str, args: &[&str]) -> std::process::Child {
-    use std::process::{Command, Stdio};
-    let path = example_path(name);
-    Command::new(&path)
-        .args(args)
+    let mut command = std::process::Command::new(example_path(name));
+    command.args(args);
+    start_piped(name, command)
+}
+
+/// Starts `command` (which runs example `name`), stdin empty, stdout and
+/// stderr piped.
+fn start_piped(name: &str, mut command: std::process::Command) -> std::process::Child {
+    use std::process::Stdio;
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo test builds examples)", path.display()))
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e} (cargo test builds examples)"))
 }
 
 /// Starts an example with `args` and waits for its first line,
 /// `listening on http://HOST:PORT`, which gives its address.
 pub fn spawn_example(name: &str, args: &[&str]) -> Example {
-    let mut child = start_example_process(name, args);
+    listening(name, start_example_process(name, args))
+}
+
+/// Like [`spawn_example`], with the program allowed at most `limit` open
+/// descriptors (`ulimit -n`, set by `sh` before it runs the program), so
+/// that a test can make it run out of them.
+#[cfg(unix)]
+pub fn spawn_example_with_fd_limit(name: &str, args: &[&str], limit: u32) -> Example {
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(example_path(name)).args(args);
+    listening(name, start_piped(name, command))
+}
+
+/// Waits for the first line of a started example, `listening on
+/// http://HOST:PORT`, which gives its address.
+fn listening(name: &str, mut child: std::process::Child) -> Example {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).expect("first line");

@@ -327,7 +327,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 fn lab_server() -> io::Result<Running> {
     Server::builder()
         // One connection carries a whole pattern here, however many
-        // requests it has (the default cap of 10 000 would close it).
+        // requests it has (the default cap of 100 000 would close it).
         .max_requests_per_connection(u64::MAX)
         .bind("127.0.0.1:0")?
         .spawn(|_req| Response::bytes(&BODY[..]))

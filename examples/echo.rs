@@ -10,7 +10,9 @@
 //! `listening on http://HOST:PORT`. `--log` prints every connection event
 //! (opened, request, idle, closed with its reason) to stderr.
 //!
-//! Routes (every response carries `X-Request-Line: METHOD TARGET VERSION`):
+//! Routes (every response the handler returns carries `X-Request-Line:
+//! METHOD TARGET VERSION`; the 500 of `/panic` and the server's own
+//! refusals, made without it, do not):
 //!
 //! | path | response |
 //! |---|---|

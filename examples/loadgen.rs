@@ -374,10 +374,12 @@ fn count(flag: &str, v: &str, max: usize) -> Result<usize, String> {
     }
 }
 
+/// A duration of at least a millisecond (a shorter one would round to
+/// nothing: no run, or a socket timeout std refuses) and at most 10⁶ s.
 fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
     match v.strip_suffix('s').unwrap_or(v).parse::<f64>() {
-        Ok(s) if s > 0.0 && s <= 1e6 => Ok(Duration::from_secs_f64(s)),
-        _ => Err(format!("{flag} needs a positive number of seconds, not {v:?}")),
+        Ok(s) if (0.001..=1e6).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{flag} needs a number of seconds from 0.001 to 1000000, not {v:?}")),
     }
 }
 

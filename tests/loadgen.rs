@@ -337,6 +337,11 @@ fn bad_command_lines_exit_2_with_usage() {
         &["http://127.0.0.1:1/", "-c", "0"],
         &["http://127.0.0.1:1/", "-c", "many"],
         &["http://127.0.0.1:1/", "-d", "-1"],
+        // Shorter than a millisecond: it would round to no run at all, or
+        // to a socket timeout std refuses.
+        &["http://127.0.0.1:1/", "-d", "1e-10"],
+        &["http://127.0.0.1:1/", "--timeout", "0.0001"],
+        &["http://127.0.0.1:1/", "-d", "NaN"],
         &["http://127.0.0.1:1/", "--pipeline", "0"],
         &["http://127.0.0.1:1/", "--threads", "0"],
         &["http://127.0.0.1:1/", "--close", "--pipeline", "2"],

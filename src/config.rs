@@ -230,9 +230,11 @@ impl Builder {
 
     /// Threads that wait in `accept` this long without being needed exit,
     /// down to one: after a burst, the server gives back the threads (and
-    /// their stacks) it no longer uses. Default 30 s.
+    /// their stacks) it no longer uses. Default 30 s; at least 1 ms (the
+    /// serving thread checks this often, and a zero would leave it no time
+    /// to wait in between).
     pub fn idle_thread_timeout(mut self, timeout: Duration) -> Builder {
-        self.config.idle_thread_timeout = timeout;
+        self.config.idle_thread_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

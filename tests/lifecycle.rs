@@ -264,6 +264,19 @@ fn threads_not_needed_for_the_idle_thread_timeout_exit_down_to_one() {
     assert_eq!(get(&mut c, "/after").text(), "/after");
 }
 
+/// A zero idle-thread timeout is taken as 1 ms. Taken as it was, the
+/// serving thread trimmed in a loop that never waited, holding the pool
+/// lock every connection thread needs to reach `accept`: nothing was
+/// served.
+#[test]
+fn a_zero_idle_thread_timeout_still_serves() {
+    let running =
+        start(Server::builder().idle_thread_timeout(Duration::ZERO), |req| Response::text(req.path().to_string()));
+    let mut c = Client::new(running.local_addr());
+    assert_eq!(get(&mut c, "/a").text(), "/a");
+    assert!(running.handle().wait_until(PATIENCE, |s| s.requests == 1), "{:?}", running.stats());
+}
+
 #[test]
 fn the_lingering_close_does_not_hold_the_connection_thread() {
     // A long linger: only the client's close (or the bound) ends it.

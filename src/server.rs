@@ -637,12 +637,9 @@ impl Shared {
         let stream = Arc::new(stream);
         let mut reg = self.lock_registry();
         if reg.slots.len() - reg.evicting >= self.config.max_connections {
-            let mut idle: Vec<&Arc<Slot>> = reg.slots.values().filter(|s| s.state.load(SeqCst) == IDLE).collect();
-            // Longest idle first; among equals, the older connection.
-            idle.sort_by_key(|s| (s.idle_since.load(SeqCst), s.id));
             // The first that is still idle when we try (one may have just
             // received a request) is closed; its slot goes to the newcomer.
-            if !idle.iter().any(|s| s.close_if_idle(EVICTED)) {
+            if !eviction_order(reg.slots.values()).iter().any(|s| s.close_if_idle(EVICTED)) {
                 return Err(stream);
             }
             reg.evicting += 1;
@@ -727,8 +724,18 @@ impl Shared {
     /// This thread's turn at the listener, which it leaves with a connection
     /// to serve, or with `None` at shutdown.
     fn next_connection(&self) -> Option<Job> {
+        // Counted out of `accept` however this turn ends, a panic included:
+        // a count left too high would make the serving thread believe a
+        // thread still waits there, and no one would accept.
+        struct LeaveAccept<'a>(&'a Shared);
+        impl Drop for LeaveAccept<'_> {
+            fn drop(&mut self) {
+                self.0.leave_accept(&mut self.0.lock_pool());
+            }
+        }
+        let _leave = LeaveAccept(self);
         let listener = self.lock_pool().listener.clone();
-        let found = listener.and_then(|listener| {
+        listener.and_then(|listener| {
             loop {
                 let (stream, remote) = self.accept_one(&listener)?;
                 if self.trimming.load(SeqCst) > 0 && self.is_trim(remote) {
@@ -744,9 +751,7 @@ impl Shared {
                     }
                 }
             }
-        });
-        self.leave_accept(&mut self.lock_pool());
-        found
+        })
     }
 
     /// Accepts one connection; `None` at shutdown. Errors that come from the
@@ -920,6 +925,19 @@ impl Shared {
     }
 }
 
+/// The idle connections, longest idle first (among equals, the older
+/// connection): the order in which the cap evicts them.
+///
+/// Each key is read once, before sorting: connection threads change them
+/// without the registry lock, and a sort whose keys move under it may
+/// panic, its order not being total.
+fn eviction_order<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>) -> Vec<&'a Arc<Slot>> {
+    let mut idle: Vec<(u64, u64, &Arc<Slot>)> =
+        slots.filter(|s| s.state.load(SeqCst) == IDLE).map(|s| (s.idle_since.load(SeqCst), s.id, s)).collect();
+    idle.sort_unstable_by_key(|&(since, id, _)| (since, id));
+    idle.into_iter().map(|(_, _, s)| s).collect()
+}
+
 /// An `accept` error to try again at once: a connection that was reset
 /// before we took it, a signal, or the listener's read timeout (see
 /// `preset_socket_options`). The others come from the system running out
@@ -997,6 +1015,59 @@ fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::panic::{self, AssertUnwindSafe};
+
+    /// Slots in `state`, idle since `since[i]`, sharing one socket.
+    fn slots(since: &[u64], state: u8) -> Vec<Arc<Slot>> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = Arc::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let slot = |(i, &since): (usize, &u64)| Slot {
+            id: i as u64 + 1,
+            state: AtomicU8::new(state),
+            idle_since: AtomicU64::new(since),
+            responses: AtomicU64::new(0),
+            stream: stream.clone(),
+        };
+        since.iter().enumerate().map(slot).map(Arc::new).collect()
+    }
+
+    #[test]
+    fn eviction_takes_the_longest_idle_first_then_the_older_connection() {
+        let all = slots(&[30, 10, 20, 10, 5], IDLE);
+        all[4].state.store(BUSY, SeqCst);
+        let order: Vec<u64> = eviction_order(all.iter()).iter().map(|s| s.id).collect();
+        assert_eq!(order, [2, 4, 3, 1]);
+    }
+
+    /// Connection threads move the keys while the cap sorts them. A sort
+    /// that read them as it went panicked within a fraction of a second
+    /// here (its order not being total); the order must read each once.
+    #[test]
+    fn eviction_order_survives_keys_moving_while_it_sorts() {
+        let all = slots(&(0..600).collect::<Vec<u64>>(), IDLE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mover = {
+            let (all, stop) = (all.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+                while !stop.load(Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    all[(x % 600) as usize].idle_since.store(x % 1000, SeqCst);
+                }
+            })
+        };
+        let started = Instant::now();
+        let sorted = panic::catch_unwind(AssertUnwindSafe(|| {
+            while started.elapsed() < Duration::from_millis(500) {
+                assert_eq!(eviction_order(all.iter()).len(), 600);
+            }
+        }));
+        stop.store(true, Relaxed);
+        mover.join().unwrap();
+        assert!(sorted.is_ok(), "the sort panicked");
+    }
 
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -25,13 +25,15 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Most sockets the lingering thread holds at once. Past it a connection's
-/// own thread lingers (see [`Lingerer::close`]).
+/// Most sockets handed to the lingering thread at once, queued or held.
+/// Past it a connection's own thread lingers (see [`Lingerer::close`]), and
+/// a refused connection is dropped.
 const LINGERING_MAX: usize = 1024;
 /// How long the lingering thread sleeps between passes over its sockets.
 const PASS_INTERVAL: Duration = Duration::from_millis(10);
@@ -51,6 +53,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(250);
 /// A socket whose write half is shut, read until its client closes.
 struct Draining {
     stream: Arc<TcpStream>,
+    /// Its place among the sockets handed off, given back when it is dropped.
+    _ticket: Ticket,
     deadline: Instant,
     /// The earliest a shutdown may cut it off (see `SHUTDOWN_GRACE`).
     grace_end: Instant,
@@ -58,6 +62,27 @@ struct Draining {
     /// When to read it next, and the wait after that if it is still quiet.
     next_read: Instant,
     quiet: Duration,
+}
+
+/// One of the places `Lingerer::max` allows: taken when a socket is handed
+/// off, given back when the socket is dropped, wherever that happens (done,
+/// refused by the thread, or still queued at the end).
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    fn take(taken: &Arc<AtomicUsize>, max: usize) -> Option<Ticket> {
+        if taken.fetch_add(1, SeqCst) >= max {
+            taken.fetch_sub(1, SeqCst);
+            return None;
+        }
+        Some(Ticket(taken.clone()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
 }
 
 /// The lingering close of many sockets, by one thread.
@@ -72,6 +97,10 @@ struct Draining {
 /// bound on sockets held never weakens the close.
 pub(crate) struct Lingerer {
     state: Mutex<State>,
+    /// Sockets handed off and not yet dropped, queued or held.
+    taken: Arc<AtomicUsize>,
+    /// The most of them at once.
+    max: usize,
 }
 
 enum State {
@@ -92,7 +121,11 @@ enum Message {
 
 impl Lingerer {
     pub(crate) fn new() -> Lingerer {
-        Lingerer { state: Mutex::new(State::NotStarted) }
+        Lingerer::with_max(LINGERING_MAX)
+    }
+
+    fn with_max(max: usize) -> Lingerer {
+        Lingerer { state: Mutex::new(State::NotStarted), taken: Arc::default(), max }
     }
 
     /// Closes `stream` gracefully (steps 2 and 3 above): hands the drain to
@@ -112,9 +145,11 @@ impl Lingerer {
     /// be read for at most `timeout` and `max_bytes`. False when the thread
     /// is full, stopped, or cannot be started.
     pub(crate) fn hand_off(&self, stream: Arc<TcpStream>, timeout: Duration, max_bytes: u64) -> bool {
+        let Some(ticket) = Ticket::take(&self.taken, self.max) else { return false };
         let now = Instant::now();
         let draining = Draining {
             stream,
+            _ticket: ticket,
             deadline: now + timeout,
             grace_end: now + timeout.min(SHUTDOWN_GRACE),
             budget: max_bytes,
@@ -123,7 +158,8 @@ impl Lingerer {
         };
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let State::NotStarted = *state {
-            let (tx, rx) = mpsc::sync_channel(LINGERING_MAX);
+            // Room for every socket `max` allows, and the cut-off.
+            let (tx, rx) = mpsc::sync_channel(self.max + 1);
             match thread::Builder::new().name("h1serve-linger".into()).spawn(move || linger_all(rx)) {
                 Ok(thread) => *state = State::Running(tx, thread),
                 Err(_) => return false,
@@ -261,6 +297,40 @@ mod tests {
         (client, server)
     }
 
+    /// A place of its own, for a socket made by a test.
+    fn ticket() -> Ticket {
+        Ticket::take(&Arc::default(), 1).unwrap()
+    }
+
+    /// The bound holds for the sockets queued to the thread as well as
+    /// those it holds: it once bounded only the queue, and the thread,
+    /// which empties the queue every pass, held any number (4000 refused
+    /// connections whose clients kept their end open were all held).
+    #[test]
+    fn the_lingering_thread_takes_no_more_than_its_maximum_of_sockets() {
+        let lingerer = Lingerer::with_max(3);
+        let pairs: Vec<(TcpStream, TcpStream)> = (0..4).map(|_| pair()).collect();
+        let hand_off = |server: &TcpStream| {
+            lingerer.hand_off(Arc::new(server.try_clone().unwrap()), Duration::from_secs(60), 1 << 20)
+        };
+        // The clients keep their ends open: every socket lingers.
+        for (_, server) in &pairs[..3] {
+            assert!(hand_off(server));
+        }
+        assert!(!hand_off(&pairs[3].1), "a fourth socket was taken");
+        assert_eq!(lingerer.taken.load(SeqCst), 3);
+        // A client that closes frees its place once its socket is read.
+        let (client, _) = &pairs[0];
+        client.shutdown(Shutdown::Both).unwrap();
+        let patience = Instant::now() + Duration::from_secs(20);
+        while lingerer.taken.load(SeqCst) == 3 && Instant::now() < patience {
+            thread::sleep(PASS_INTERVAL);
+        }
+        assert!(hand_off(&pairs[3].1), "the freed place was not given back");
+        lingerer.stop(Instant::now());
+        assert_eq!(lingerer.taken.load(SeqCst), 0, "every place is given back once the thread is done");
+    }
+
     /// Waits until `stream` has input to read (or end-of-stream).
     fn wait_readable(stream: &TcpStream) {
         while matches!(stream.peek(&mut [0u8; 1]), Err(ref e) if e.kind() == ErrorKind::WouldBlock) {
@@ -274,6 +344,7 @@ mod tests {
         let start = Instant::now();
         let mut d = Draining {
             stream: Arc::new(server),
+            _ticket: ticket(),
             deadline: start + Duration::from_secs(60),
             grace_end: start + SHUTDOWN_GRACE,
             budget: 1000,
@@ -310,6 +381,7 @@ mod tests {
         let stream = Arc::new(server);
         let draining = |budget| Draining {
             stream: stream.clone(),
+            _ticket: ticket(),
             deadline: start + Duration::from_secs(1),
             grace_end: start + SHUTDOWN_GRACE,
             budget,
@@ -328,6 +400,7 @@ mod tests {
         let start = Instant::now();
         let lingering = |grace_end| Draining {
             stream: Arc::new(pair().1),
+            _ticket: ticket(),
             deadline: start + Duration::from_secs(60),
             grace_end,
             budget: 1000,

@@ -190,7 +190,10 @@ impl Builder {
 
     /// Most connections open at once (each holds a thread). At the cap a
     /// new connection closes the connection idle the longest, or, when all
-    /// are busy, gets 503 with `Retry-After`. Default 2048; at least 1.
+    /// are busy, gets 503 with `Retry-After`. A connection that has not had
+    /// a response yet is not closed for a newcomer until it has been idle
+    /// for a second: its first request may be on its way. Default 2048; at
+    /// least 1.
     pub fn max_connections(mut self, count: usize) -> Builder {
         self.config.max_connections = count.max(1);
         self

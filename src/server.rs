@@ -14,8 +14,9 @@
 //! with its thread, plus its state: busy, idle, or being closed). At the
 //! cap, the connection idle the longest is closed to make room (the close a
 //! keep-alive client must expect anyway, RFC 9112 §9.3.1); when none is
-//! idle, the newcomer gets 503 at once, and the thread goes back to
-//! `accept`. A thread blocked reading an idle connection is woken by
+//! idle (or the only idle ones were accepted less than a second ago and
+//! have had no response: their first request may be unread in the socket),
+//! the newcomer gets 503 at once, and the thread goes back to `accept`. A thread blocked reading an idle connection is woken by
 //! shutting down the read half of its socket through the registry.
 
 use std::collections::HashMap;
@@ -639,7 +640,7 @@ impl Shared {
         if reg.slots.len() - reg.evicting >= self.config.max_connections {
             // The first that is still idle when we try (one may have just
             // received a request) is closed; its slot goes to the newcomer.
-            if !eviction_order(reg.slots.values()).iter().any(|s| s.close_if_idle(EVICTED)) {
+            if !eviction_order(reg.slots.values(), self.nanos()).iter().any(|s| s.close_if_idle(EVICTED)) {
                 return Err(stream);
             }
             reg.evicting += 1;
@@ -925,15 +926,32 @@ impl Shared {
     }
 }
 
-/// The idle connections, longest idle first (among equals, the older
-/// connection): the order in which the cap evicts them.
+/// How long a connection that has not yet had a response must have been
+/// idle before the cap may evict it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// The idle connections the cap may evict, longest idle first (among
+/// equals, the older connection), at `now` (see [`Shared::nanos`]).
+///
+/// A connection that has had no response yet is left out for its first
+/// `FIRST_REQUEST_GRACE`: it is idle from the moment it is accepted, so
+/// its first request may be in its socket, unread. Closing it would lose
+/// that request without a word, where a client expects the close only of
+/// a connection it has used (RFC 9112 §9.3.1); the newcomer gets 503
+/// instead. Past the grace it may be evicted, so that connections opened
+/// and left silent cannot hold the cap.
 ///
 /// Each key is read once, before sorting: connection threads change them
 /// without the registry lock, and a sort whose keys move under it may
 /// panic, its order not being total.
-fn eviction_order<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>) -> Vec<&'a Arc<Slot>> {
+fn eviction_order<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, now: u64) -> Vec<&'a Arc<Slot>> {
+    let grace = FIRST_REQUEST_GRACE.as_nanos() as u64;
+    let evictable = |s: &&Arc<Slot>| {
+        s.state.load(SeqCst) == IDLE
+            && (s.responses.load(Relaxed) > 0 || now.saturating_sub(s.idle_since.load(SeqCst)) >= grace)
+    };
     let mut idle: Vec<(u64, u64, &Arc<Slot>)> =
-        slots.filter(|s| s.state.load(SeqCst) == IDLE).map(|s| (s.idle_since.load(SeqCst), s.id, s)).collect();
+        slots.filter(evictable).map(|s| (s.idle_since.load(SeqCst), s.id, s)).collect();
     idle.sort_unstable_by_key(|&(since, id, _)| (since, id));
     idle.into_iter().map(|(_, _, s)| s).collect()
 }
@@ -1034,9 +1052,26 @@ mod tests {
     #[test]
     fn eviction_takes_the_longest_idle_first_then_the_older_connection() {
         let all = slots(&[30, 10, 20, 10, 5], IDLE);
+        all.iter().for_each(|s| s.count_response());
         all[4].state.store(BUSY, SeqCst);
-        let order: Vec<u64> = eviction_order(all.iter()).iter().map(|s| s.id).collect();
+        let order: Vec<u64> = eviction_order(all.iter(), 40).iter().map(|s| s.id).collect();
         assert_eq!(order, [2, 4, 3, 1]);
+    }
+
+    /// A connection idle since it was accepted may have its first request
+    /// unread in its socket: the cap leaves it alone for a grace period.
+    #[test]
+    fn a_connection_without_a_response_is_evicted_only_after_a_grace() {
+        let second = Duration::from_secs(1).as_nanos() as u64;
+        let all = slots(&[5, 10, 5 * second], IDLE);
+        all[0].count_response();
+        let order = |now: u64| -> Vec<u64> { eviction_order(all.iter(), now).iter().map(|s| s.id).collect() };
+        // The first has had its response: always a candidate. The others
+        // are once idle for a second.
+        assert_eq!(order(second + 9), [1]);
+        assert_eq!(order(second + 10), [1, 2]);
+        assert_eq!(order(6 * second - 1), [1, 2]);
+        assert_eq!(order(6 * second), [1, 2, 3]);
     }
 
     /// Connection threads move the keys while the cap sorts them. A sort
@@ -1061,7 +1096,7 @@ mod tests {
         let started = Instant::now();
         let sorted = panic::catch_unwind(AssertUnwindSafe(|| {
             while started.elapsed() < Duration::from_millis(500) {
-                assert_eq!(eviction_order(all.iter()).len(), 600);
+                assert_eq!(eviction_order(all.iter(), u64::MAX).len(), 600);
             }
         }));
         stop.store(true, Relaxed);

@@ -85,8 +85,8 @@ pub enum Event<'a> {
         /// Requests read on it.
         requests: u64,
     },
-    /// A connection arrived at the cap with every connection busy, and got
-    /// 503 without a thread.
+    /// A connection got 503 without a thread: it arrived at the cap with
+    /// every connection busy, or no thread could be made for it.
     OverCapacity {
         /// The client's address.
         remote: SocketAddr,
@@ -114,7 +114,9 @@ pub struct Stats {
     /// ([`CloseReason::BadRequest`], [`CloseReason::HeaderTimeout`]), and
     /// 503s at the cap in `over_capacity`.
     pub requests: u64,
-    /// Connections refused with 503 at the cap.
+    /// Connections refused with 503: at the cap, or when no thread could be
+    /// made for them. With the closes, they account for every connection
+    /// accepted once all have ended.
     pub over_capacity: u64,
     /// Threads alive for connections, serving one or waiting for one.
     pub threads: usize,
@@ -307,6 +309,9 @@ pub(crate) struct Slot {
     /// The connection's socket, shared with its thread, to wake its
     /// blocked read.
     stream: Arc<TcpStream>,
+    /// Cut at the shutdown deadline: the socket errors its thread then
+    /// sees are the shutdown, and counted as such.
+    cut: AtomicBool,
 }
 
 impl Slot {
@@ -440,9 +445,9 @@ impl Server {
                 // connection here and refuse it, so that clients get 503
                 // rather than a hung connect; then try again.
                 shared.lock_pool().serving_thread_accepting = true;
-                if let Some((stream, _)) = shared.accept_one(&listener) {
+                if let Some((stream, remote)) = shared.accept_one(&listener) {
                     shared.accepted.fetch_add(1, SeqCst);
-                    refuse(Arc::new(stream), shared);
+                    shared.refuse_over_capacity(Arc::new(stream), remote);
                 }
                 let mut pool = shared.lock_pool();
                 pool.serving_thread_accepting = false;
@@ -653,6 +658,7 @@ impl Shared {
             idle_since: AtomicU64::new(0),
             responses: AtomicU64::new(0),
             stream,
+            cut: AtomicBool::new(false),
         });
         reg.slots.insert(id, slot.clone());
         Ok(slot)
@@ -664,6 +670,7 @@ impl Shared {
     /// whoever sees the connection gone (`Stats::open`) also sees why.
     /// (`emit` cannot unwind, so a failing hook cannot keep the slot.)
     fn release(&self, slot: &Slot, reason: CloseReason, requests: u64) {
+        let reason = if reason == CloseReason::Io && slot.cut.load(SeqCst) { CloseReason::Shutdown } else { reason };
         self.closes[reason.index()].fetch_add(1, SeqCst);
         self.emit(&Event::Closed { id: slot.id, reason, requests });
         let mut reg = self.lock_registry();
@@ -745,14 +752,18 @@ impl Shared {
                 self.accepted.fetch_add(1, SeqCst);
                 match self.admit(stream) {
                     Ok(slot) => break Some(Job { remote, slot }),
-                    Err(stream) => {
-                        self.over_capacity.fetch_add(1, SeqCst);
-                        self.emit(&Event::OverCapacity { remote });
-                        refuse(stream, self);
-                    }
+                    Err(stream) => self.refuse_over_capacity(stream, remote),
                 }
             }
         })
+    }
+
+    /// Refuses a connection for want of capacity (a slot or a thread), and
+    /// counts and reports it.
+    fn refuse_over_capacity(&self, stream: Arc<TcpStream>, remote: SocketAddr) {
+        self.over_capacity.fetch_add(1, SeqCst);
+        self.emit(&Event::OverCapacity { remote });
+        refuse(stream, self);
     }
 
     /// Accepts one connection; `None` at shutdown. Errors that come from the
@@ -911,6 +922,7 @@ impl Shared {
                 // Out of time: cut the remaining connections. Their threads
                 // see errors on their next socket call and end.
                 for slot in reg.slots.values() {
+                    slot.cut.store(true, SeqCst);
                     let _ = slot.stream.shutdown(Shutdown::Both);
                 }
                 break;
@@ -1045,6 +1057,7 @@ mod tests {
             idle_since: AtomicU64::new(since),
             responses: AtomicU64::new(0),
             stream: stream.clone(),
+            cut: AtomicBool::new(false),
         };
         since.iter().enumerate().map(slot).map(Arc::new).collect()
     }

@@ -408,9 +408,18 @@ fn shutdown_gives_up_on_handlers_past_the_deadline() {
     let mut busy = Client::new(running.local_addr());
     busy.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
     entered.recv_timeout(PATIENCE).unwrap();
+    // A second connection is mid-head.
+    let mut half = Client::new(running.local_addr());
+    half.send("GET /half HTTP/1.1\r\nHost: x\r\nX-Half");
+    let handle = running.handle().clone();
+    assert!(handle.wait_until(PATIENCE, |s| s.busy == 2), "{:?}", handle.stats());
     // Returns although the handler is still blocked.
     running.shutdown().unwrap();
     release.send(()).unwrap();
+    // Both were cut at the deadline: closed by the shutdown, not by an I/O
+    // error of their own, whatever their threads saw.
+    assert!(handle.wait_until(PATIENCE, |s| s.closed() == 2), "{:?}", handle.stats());
+    assert_eq!(handle.stats().closes(CloseReason::Shutdown), 2, "{:?}", handle.stats());
 }
 
 #[test]
@@ -450,7 +459,8 @@ fn failing_to_make_a_thread_refuses_that_connection_and_keeps_serving() {
         assert_eq!(c.read_response().status, 503);
     }
     let stats = running.stats();
-    assert_eq!((stats.open, stats.accepted), (0, 2), "{stats:?}");
+    // Counted as refused for want of capacity, as at the cap.
+    assert_eq!((stats.open, stats.accepted, stats.over_capacity), (0, 2, 2), "{stats:?}");
 }
 
 #[test]

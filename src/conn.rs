@@ -197,7 +197,8 @@ impl Conn<'_> {
 
     /// Waits, idle, for the first byte of the next request. While idle the
     /// connection may be closed for eviction or shutdown: the server wakes
-    /// the blocked read by shutting down its read half.
+    /// the blocked read through its socket (see `Slot::close_if_idle`),
+    /// and `leave_idle` then says it was closed.
     ///
     /// `idle_since` is when this idle period began, if it began before the
     /// empty lines just skipped (see `read_head`): the idle timeout then

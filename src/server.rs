@@ -16,8 +16,11 @@
 //! keep-alive client must expect anyway, RFC 9112 §9.3.1); when none is
 //! idle (or the only idle ones were accepted less than a second ago and
 //! have had no response: their first request may be unread in the socket),
-//! the newcomer gets 503 at once, and the thread goes back to `accept`. A thread blocked reading an idle connection is woken by
-//! shutting down the read half of its socket through the registry.
+//! the newcomer gets 503 at once, and the thread goes back to `accept`.
+//! A thread blocked reading an idle connection is woken through the
+//! registry, by the socket: for eviction its read half is shut; at
+//! shutdown its FIN is sent, and the client's answer wakes it (see
+//! `Slot::close_if_idle`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -347,12 +350,25 @@ impl Slot {
         }
     }
 
-    /// Closes the connection if it is idle: marks it, then shuts down its
-    /// read half so that its thread's blocked read returns at once.
+    /// Closes the connection if it is idle: marks it (so that it is never
+    /// closed while it handles a request), then wakes its thread, blocked
+    /// reading it.
+    ///
+    /// For eviction the read half is shut, so that the read returns at once
+    /// and the thread is free for the newcomer. On Linux that costs the
+    /// close its grace: input arriving after it is answered with a reset,
+    /// which destroys any part of a response still queued (a slow reader's
+    /// that pipelined another request). At shutdown there is time for
+    /// better (rules §6): only the FIN is sent, after whatever is queued;
+    /// the thread wakes when the client closes too or sends a late request
+    /// (read and discarded), and `finish_shutdown` shuts the read half of
+    /// those still open at the linger timeout, the bound of every graceful
+    /// close.
     fn close_if_idle(&self, why: u8) -> bool {
         let closed = self.state.compare_exchange(IDLE, why, SeqCst, SeqCst).is_ok();
         if closed {
-            let _ = self.stream.shutdown(Shutdown::Read);
+            let half = if why == SHUTDOWN { Shutdown::Write } else { Shutdown::Read };
+            let _ = self.stream.shutdown(half);
         }
         closed
     }
@@ -473,7 +489,9 @@ impl Server {
 
 impl Handle {
     /// Begins a graceful shutdown and returns at once: the server stops
-    /// accepting, closes idle connections now (waking their threads), lets
+    /// accepting, closes idle connections now (each is sent its FIN, and
+    /// its client has until the linger timeout to close its end, as in any
+    /// graceful close), lets
     /// busy ones finish their current request (answered with
     /// `Connection: close`) until the shutdown timeout, then closes what
     /// is left. `serve` returns when every connection is closed and its
@@ -916,8 +934,20 @@ impl Shared {
         for slot in reg.slots.values() {
             slot.close_if_idle(SHUTDOWN);
         }
+        // Idle connections were sent their FIN; a client that has not
+        // closed within the linger bound has its connection's thread woken
+        // by force.
+        let wake_at = (Instant::now() + self.config.linger_timeout).min(deadline);
+        let mut woken = false;
         while !reg.slots.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            if !woken && now >= wake_at {
+                for slot in reg.slots.values().filter(|s| s.state.load(SeqCst) == SHUTDOWN) {
+                    let _ = slot.stream.shutdown(Shutdown::Read);
+                }
+                woken = true;
+            }
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 // Out of time: cut the remaining connections. Their threads
                 // see errors on their next socket call and end.
@@ -927,7 +957,8 @@ impl Shared {
                 }
                 break;
             }
-            reg = self.wait_closed(reg, left);
+            let next = if woken { left } else { wake_at.saturating_duration_since(now).min(left) };
+            reg = self.wait_closed(reg, next);
         }
         drop(reg);
         // Responses already written are not lost to a process exit that

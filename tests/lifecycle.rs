@@ -241,6 +241,63 @@ fn closing_never_resets_away_a_response_still_queued() {
     assert_all_closed(&running);
 }
 
+/// An idle client that neither closes nor sends after the shutdown's FIN
+/// holds its connection only for the linger bound: then its thread is woken
+/// by force, and `serve` returns long before the shutdown deadline.
+#[test]
+fn shutdown_waits_for_a_silent_idle_client_only_for_the_linger_bound() {
+    let builder = default_builder().linger(Duration::from_millis(300), 1 << 20).shutdown_timeout(PATIENCE * 3);
+    let running = start(builder, |_| Response::text("hi"));
+    let mut c = Client::new(running.local_addr());
+    assert_eq!(get(&mut c, "/").status, 200);
+    let handle = running.handle().clone();
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    let started = Instant::now();
+    running.shutdown().unwrap();
+    assert!(
+        started.elapsed() < PATIENCE,
+        "waited {:?}: the shutdown deadline, not the linger bound",
+        started.elapsed()
+    );
+    assert!(c.at_eof(), "no FIN");
+    assert_eq!(handle.stats().closes(CloseReason::Shutdown), 1, "{:?}", handle.stats());
+}
+
+/// At shutdown an idle connection is sent its FIN behind whatever it still
+/// has queued, and its read half is left open: a late request from a client
+/// still reading a large response is read and discarded, and the response
+/// arrives whole. (Shutting the read half first, as it once did to wake the
+/// connection's thread, makes Linux answer that request with a reset that
+/// cut the response short.)
+#[test]
+fn shutdown_never_resets_away_a_response_still_queued_on_an_idle_connection() {
+    const LEN: usize = 3 << 20;
+    let running = start(default_builder(), |_| Response::bytes(vec![b's'; LEN]));
+    let handle = running.handle().clone();
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        c.reader.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    // The whole response is in the socket buffers, not yet read: the
+    // connection is idle.
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == 1), "{:?}", handle.stats());
+    handle.shutdown();
+    // A server that shut the read half would close at once: give it the
+    // time to (the grace of the close is the linger timeout, 2 s).
+    handle.wait_until(Duration::from_millis(200), |s| s.closed() == 1);
+    c.send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut body = Vec::new();
+    c.reader.read_to_end(&mut body).unwrap_or_else(|e| panic!("after {} of {LEN} bytes: {e}", body.len()));
+    assert_eq!(body.len(), LEN);
+    drop(c);
+    running.join().unwrap();
+    assert_eq!(handle.stats().closes(CloseReason::Shutdown), 1, "{:?}", handle.stats());
+}
+
 #[test]
 fn threads_not_needed_for_the_idle_thread_timeout_exit_down_to_one() {
     const BUSY: usize = 4;
@@ -385,9 +442,11 @@ fn shutdown_closes_idle_connections_at_once_and_lets_busy_ones_finish() {
     let addr = running.local_addr();
     let handle = running.handle().clone();
     let stopper = thread::spawn(move || running.shutdown());
-    // Idle: woken and closed now, while the busy request is still running
-    // (with a 600 s idle timeout, only a wake-up closes it).
+    // Idle: sent its FIN now, while the busy request is still running
+    // (with a 600 s idle timeout, only the shutdown closes it); once its
+    // client closes too, its thread is done.
     assert!(idle.at_eof());
+    drop(idle);
     assert!(handle.wait_until(PATIENCE, |s| s.open == 1));
     release.send(()).unwrap();
     let r = busy.read_response();

@@ -182,7 +182,9 @@ impl Builder {
     /// in-flight requests before it closes their connections; it also
     /// bounds the lingering closes at shutdown (a close that began just
     /// before the deadline still gets a quarter second), so `serve` returns
-    /// within it. Default 10 s.
+    /// within it, plus at most 0.35 s. Idle connections are sent their FIN
+    /// at once, and their clients have until the linger timeout or this
+    /// deadline, whichever comes first, to close. Default 10 s.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
         self.config.shutdown_timeout = timeout;
         self

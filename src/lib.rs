@@ -29,6 +29,7 @@
 //!    │
 //!    ▼
 //!  cap reached? ──yes──► an idle connection? ──yes──► close it (evict), go on
+//!    │                  (one not yet answered: idle for a second)
 //!    │                          │ no
 //!    │                          └──► 503 + Retry-After, back to accept (linger elsewhere)
 //!    ▼

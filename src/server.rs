@@ -43,6 +43,10 @@ use crate::response::Response;
 
 /// How long a refused (503) connection is drained before it is dropped.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
+/// At the shutdown deadline, the longest `serve` waits for the threads of
+/// idle connections it has just cut (they run no handler, so they end at
+/// once; the bound is for a thread the system does not schedule).
+const CUT_IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// Something that happened to a connection, passed to the hook set with
 /// [`Builder::on_event`]. `id` numbers connections from 1.
@@ -496,11 +500,12 @@ impl Handle {
     /// `Connection: close`) until the shutdown timeout, then closes what
     /// is left. `serve` returns when every connection is closed and its
     /// lingering close done, and at the latest at the shutdown timeout
-    /// (plus up to a quarter second for a connection whose lingering close
-    /// began just before it, so that input still on its way cannot reset
-    /// its response; or after a second, if that is longer and a thread
-    /// waiting in `accept` could not be woken). Calling it again does
-    /// nothing.
+    /// plus 0.35 s: up to 0.1 s for the threads of idle connections cut at
+    /// the deadline to end, and a quarter second for a connection whose
+    /// lingering close began just before, so that input still on its way
+    /// cannot reset its response (or after a second, if that is longer and
+    /// a thread waiting in `accept` could not be woken). Calling it again
+    /// does nothing.
     ///
     /// A handler still running at the timeout is not stopped (a thread
     /// cannot be stopped from outside): its connection is cut, so its next
@@ -688,7 +693,11 @@ impl Shared {
     /// whoever sees the connection gone (`Stats::open`) also sees why.
     /// (`emit` cannot unwind, so a failing hook cannot keep the slot.)
     fn release(&self, slot: &Slot, reason: CloseReason, requests: u64) {
-        let reason = if reason == CloseReason::Io && slot.cut.load(SeqCst) { CloseReason::Shutdown } else { reason };
+        // Cut at the shutdown deadline: whatever its thread then saw (an I/O
+        // error, a body it could not skip), the shutdown closed it. A panic
+        // stays a panic.
+        let cut = slot.cut.load(SeqCst) && reason != CloseReason::HandlerPanicked;
+        let reason = if cut { CloseReason::Shutdown } else { reason };
         self.closes[reason.index()].fetch_add(1, SeqCst);
         self.emit(&Event::Closed { id: slot.id, reason, requests });
         let mut reg = self.lock_registry();
@@ -954,6 +963,18 @@ impl Shared {
                 for slot in reg.slots.values() {
                     slot.cut.store(true, SeqCst);
                     let _ = slot.stream.shutdown(Shutdown::Both);
+                }
+                // Those of idle connections (woken here if the deadline
+                // came before the linger bound) run no handler and end at
+                // once: they are waited for, briefly, so that `serve`
+                // returns with them closed and counted.
+                let idle_end = Instant::now() + CUT_IDLE_WAIT;
+                while reg.slots.values().any(|s| s.state.load(SeqCst) == SHUTDOWN) {
+                    let left = idle_end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    reg = self.wait_closed(reg, left);
                 }
                 break;
             }

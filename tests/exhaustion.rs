@@ -286,8 +286,8 @@ fn slow_clients_cannot_hold_the_cap_past_the_header_deadline() {
             })
             .collect();
         // Every slot held by a client that has started its head: none idle
-        // (an idle one could be evicted at once) and none being evicted
-        // (with one, `open` would pass the cap).
+        // (an idle one could be evicted, at once or after its grace) and
+        // none being evicted (with one, `open` would pass the cap).
         assert!(handle.wait_until(PATIENCE, |s| s.open == CAP && s.busy == CAP), "{:?}", handle.stats());
         // A legitimate client tries, and waits for a free slot when refused.
         let mut attempts = 0;

@@ -263,6 +263,25 @@ fn shutdown_waits_for_a_silent_idle_client_only_for_the_linger_bound() {
     assert_eq!(handle.stats().closes(CloseReason::Shutdown), 1, "{:?}", handle.stats());
 }
 
+/// With a shutdown deadline before the linger bound, silent idle clients
+/// are cut at the deadline, and `serve` returns with their connections
+/// closed and counted, not with their threads still ending.
+#[test]
+fn idle_connections_cut_at_the_shutdown_deadline_are_closed_when_serve_returns() {
+    const IDLE: usize = 32;
+    let builder = default_builder().linger(PATIENCE, 1 << 20).shutdown_timeout(Duration::from_millis(100));
+    let running = start(builder, |_| Response::text("hi"));
+    let handle = running.handle().clone();
+    let mut clients: Vec<Client> = (0..IDLE).map(|_| Client::new(running.local_addr())).collect();
+    for c in &mut clients {
+        assert_eq!(get(c, "/").status, 200);
+    }
+    assert!(handle.wait_until(PATIENCE, |s| s.idle == IDLE), "{:?}", handle.stats());
+    running.shutdown().unwrap();
+    let stats = handle.stats();
+    assert_eq!((stats.open, stats.closes(CloseReason::Shutdown)), (0, IDLE as u64), "{stats:?}");
+}
+
 /// At shutdown an idle connection is sent its FIN behind whatever it still
 /// has queued, and its read half is left open: a late request from a client
 /// still reading a large response is read and discarded, and the response
@@ -430,7 +449,7 @@ fn error_closes_are_graceful_too() {
 }
 
 #[test]
-fn shutdown_closes_idle_connections_at_once_and_lets_busy_ones_finish() {
+fn shutdown_closes_idle_connections_first_and_lets_busy_ones_finish() {
     let (gate, entered, release) = gate();
     let running = gated(Server::builder().idle_timeout(Duration::from_secs(600)), gate);
     let mut idle = Client::new(running.local_addr());
@@ -465,7 +484,9 @@ fn shutdown_gives_up_on_handlers_past_the_deadline() {
     let (gate, entered, release) = gate();
     let running = gated(Server::builder().shutdown_timeout(Duration::from_millis(200)), gate);
     let mut busy = Client::new(running.local_addr());
-    busy.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Its body only begun, and not read by the handler: once cut, the body
+    // cannot be skipped either.
+    busy.send("POST /wait HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc");
     entered.recv_timeout(PATIENCE).unwrap();
     // A second connection is mid-head.
     let mut half = Client::new(running.local_addr());
@@ -476,7 +497,7 @@ fn shutdown_gives_up_on_handlers_past_the_deadline() {
     running.shutdown().unwrap();
     release.send(()).unwrap();
     // Both were cut at the deadline: closed by the shutdown, not by an I/O
-    // error of their own, whatever their threads saw.
+    // error or an unread body of their own, whatever their threads saw.
     assert!(handle.wait_until(PATIENCE, |s| s.closed() == 2), "{:?}", handle.stats());
     assert_eq!(handle.stats().closes(CloseReason::Shutdown), 2, "{:?}", handle.stats());
 }

@@ -361,8 +361,8 @@ impl Slot {
     /// For eviction the read half is shut, so that the read returns at once
     /// and the thread is free for the newcomer. On Linux that costs the
     /// close its grace: input arriving after it is answered with a reset,
-    /// which destroys any part of a response still queued (a slow reader's
-    /// that pipelined another request). At shutdown there is time for
+    /// which destroys any part of a response still queued (as for a slow
+    /// reader that pipelined another request). At shutdown there is time for
     /// better (rules §6): only the FIN is sent, after whatever is queued;
     /// the thread wakes when the client closes too or sends a late request
     /// (read and discarded), and `finish_shutdown` shuts the read half of
@@ -495,10 +495,9 @@ impl Handle {
     /// Begins a graceful shutdown and returns at once: the server stops
     /// accepting, closes idle connections now (each is sent its FIN, and
     /// its client has until the linger timeout to close its end, as in any
-    /// graceful close), lets
-    /// busy ones finish their current request (answered with
-    /// `Connection: close`) until the shutdown timeout, then closes what
-    /// is left. `serve` returns when every connection is closed and its
+    /// graceful close), lets busy ones finish their current request
+    /// (answered with `Connection: close`) until the shutdown timeout, then
+    /// closes what is left. `serve` returns when every connection is closed and its
     /// lingering close done, and at the latest at the shutdown timeout
     /// plus 0.35 s: up to 0.1 s for the threads of idle connections cut at
     /// the deadline to end, and a quarter second for a connection whose
@@ -1010,12 +1009,13 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// panic, its order not being total.
 fn eviction_order<'a>(slots: impl Iterator<Item = &'a Arc<Slot>>, now: u64) -> Vec<&'a Arc<Slot>> {
     let grace = FIRST_REQUEST_GRACE.as_nanos() as u64;
-    let evictable = |s: &&Arc<Slot>| {
-        s.state.load(SeqCst) == IDLE
-            && (s.responses.load(Relaxed) > 0 || now.saturating_sub(s.idle_since.load(SeqCst)) >= grace)
+    let evictable = |s: &'a Arc<Slot>| {
+        let since = s.idle_since.load(SeqCst);
+        let answered = s.responses.load(Relaxed) > 0;
+        let ok = s.state.load(SeqCst) == IDLE && (answered || now.saturating_sub(since) >= grace);
+        ok.then_some((since, s.id, s))
     };
-    let mut idle: Vec<(u64, u64, &Arc<Slot>)> =
-        slots.filter(evictable).map(|s| (s.idle_since.load(SeqCst), s.id, s)).collect();
+    let mut idle: Vec<(u64, u64, &Arc<Slot>)> = slots.filter_map(evictable).collect();
     idle.sort_unstable_by_key(|&(since, id, _)| (since, id));
     idle.into_iter().map(|(_, _, s)| s).collect()
 }

@@ -168,7 +168,10 @@ fn at_the_cap_busy_servers_answer_503_then_recover() {
         release.send(()).unwrap();
         assert_eq!(c.read_response().text(), "/wait", "busy client {i}");
     }
-    // Slots free: a newcomer is served normally (it evicts an idle one).
+    // Slots free once both threads are back waiting (a client can read its
+    // response just before its thread marks the connection idle): a
+    // newcomer is served normally (it evicts an idle one).
+    assert!(running.handle().wait_until(PATIENCE, |s| s.idle == 2), "{:?}", running.stats());
     let mut later = Client::new(running.local_addr());
     assert_eq!(get(&mut later, "/later").text(), "/later");
 }

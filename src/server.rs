@@ -359,15 +359,15 @@ impl Slot {
     /// reading it.
     ///
     /// For eviction the read half is shut, so that the read returns at once
-    /// and the thread is free for the newcomer. On Linux that costs the
-    /// close its grace: input arriving after it is answered with a reset,
-    /// which destroys any part of a response still queued (as for a slow
-    /// reader that pipelined another request). At shutdown there is time for
-    /// better (rules §6): only the FIN is sent, after whatever is queued;
-    /// the thread wakes when the client closes too or sends a late request
-    /// (read and discarded), and `finish_shutdown` shuts the read half of
-    /// those still open at the linger timeout, the bound of every graceful
-    /// close.
+    /// and the evicted connection's thread ends: threads stay bounded by the
+    /// cap. On Linux that costs the close its grace: input arriving after
+    /// it is answered with a reset, which destroys any part of a response
+    /// still queued (as for a slow reader that pipelined another request).
+    /// At shutdown there is time for better (RFC 9112 §9.6, rules §6): only
+    /// the FIN is sent, after whatever is queued; the thread wakes when the
+    /// client closes too or sends a late request (read and discarded), and
+    /// `finish_shutdown` shuts the read half of those still open at the
+    /// linger timeout, the bound of every graceful close.
     fn close_if_idle(&self, why: u8) -> bool {
         let closed = self.state.compare_exchange(IDLE, why, SeqCst, SeqCst).is_ok();
         if closed {

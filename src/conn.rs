@@ -390,7 +390,10 @@ fn error_response(e: RequestError) -> Response {
 }
 
 /// Copies exactly `len` bytes from `reader` into the response, and fails
-/// the connection if the reader has fewer or more.
+/// the connection if the reader ends before them. It is never read past
+/// `len`: what it has beyond is not part of this response (a file that
+/// grew, a range of a longer file, a socket that stays open), and a read
+/// for it could block the response's end.
 fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) -> Result<(), CloseReason> {
     let mut left = len;
     while left > 0 {
@@ -420,12 +423,7 @@ fn copy_exact(io: &mut Transport, mut reader: Box<dyn Read + Send>, len: u64) ->
         let flushed = if n < want { io.flush() } else { io.flush_if_full() };
         flushed.map_err(|_| CloseReason::Io)?;
     }
-    // One byte more would be the start of a "next response" the client
-    // never asked for.
-    match read_guarded(&mut reader, &mut [0u8; 1])? {
-        Ok(0) => Ok(()),
-        _ => Err(CloseReason::ResponseBodyError),
-    }
+    Ok(())
 }
 
 /// One read of a response body's reader: the handler's code, so a panic in

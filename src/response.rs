@@ -74,12 +74,13 @@ impl Response {
         Response { status: 200, headers: Headers::new(), content: Content::Bytes(body.into()) }
     }
 
-    /// 200 with a body of exactly `len` bytes read from `reader`, sent with
-    /// `Content-Length: len` without holding the body in memory. If the
-    /// reader ends early, fails, or has more than `len` bytes, the
-    /// connection is closed rather than send a message whose length is
-    /// wrong (RFC 9112 §6.3: a short body would be read as truncated, a long
-    /// one as the start of the next response).
+    /// 200 with a body of the first `len` bytes read from `reader`, sent
+    /// with `Content-Length: len` without holding the body in memory. The
+    /// reader is not read past `len` bytes, so it may have more (a file
+    /// that grows, a range of a file after a `seek`). If it ends early or
+    /// fails, the connection is closed: the head promised `len` bytes, and
+    /// closing is how the client learns the body is incomplete
+    /// (RFC 9112 §8).
     ///
     /// What the reader has is sent as it comes: a read that returns fewer
     /// bytes than asked for flushes them, so a slow source (a pipe, an

@@ -268,26 +268,60 @@ fn a_slow_reader_body_streams_instead_of_holding_back_the_head() {
 }
 
 #[test]
-fn a_reader_shorter_or_longer_than_declared_fails_the_connection() {
-    let running = start(default_builder(), |req| match req.path() {
-        "/short" => Response::from_reader(&b"only ten b"[..], 20),
-        _ => Response::from_reader(&b"twenty bytes, really"[..], 10),
-    });
-    // Short: the client must see a truncated body, never a complete message.
+fn a_reader_shorter_than_declared_fails_the_connection() {
+    let running = start(default_builder(), |_| Response::from_reader(&b"only ten b"[..], 20));
+    // The client must see a truncated body, never a complete message.
     let mut c = Client::new(running.local_addr());
-    c.send("GET /short HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     let err = c.read_response_to("GET").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
     drop(c);
-    // Long: exactly the declared bytes, then the connection closes, so the
-    // surplus can never be read as a response.
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 1);
+}
+
+#[test]
+fn a_reader_is_read_only_up_to_its_declared_length() {
+    /// Gives its bytes, then blocks until the test lets it go: an upstream
+    /// socket that stays open, a pipe whose writer goes on.
+    struct ThenBlocks(&'static [u8], Arc<Mutex<mpsc::Receiver<()>>>);
+    impl Read for ThenBlocks {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                let _ = self.1.lock().unwrap().recv();
+            }
+            let n = self.0.len().min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let (release, blocked) = mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(blocked));
+    let running = start(default_builder(), move |req| match req.path() {
+        // More than declared: a range of a longer source.
+        "/long" => Response::from_reader(&b"twenty bytes, really"[..], 10),
+        "/blocks" => Response::from_reader(ThenBlocks(b"exactly", blocked.clone()), 7),
+        _ => Response::from_reader(ThenBlocks(b"", blocked.clone()), 0),
+    });
+    // The declared bytes are the message, and the connection goes on: the
+    // pipelined second request is answered too.
     let mut c = Client::new(running.local_addr());
     c.send("GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /long HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().text(), "twenty byt");
-    assert!(c.at_eof());
+    assert_eq!(c.read_response().text(), "twenty byt");
+    // A reader that has given its `len` bytes is not read again: its
+    // response arrives whole while a further read would still block (and
+    // with `len` 0, the head alone).
+    c.send("GET /blocks HTTP/1.1\r\nHost: x\r\n\r\nGET /empty HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "exactly");
+    assert_eq!(c.read_response().text(), "");
+    drop(release);
     drop(c);
     assert_all_closed(&running);
-    assert_eq!(running.stats().closes(CloseReason::ResponseBodyError), 2);
+    let stats = running.stats();
+    assert_eq!(stats.closes(CloseReason::ResponseBodyError), 0, "{stats:?}");
+    assert_eq!(stats.requests, 4);
 }
 
 #[test]

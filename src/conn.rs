@@ -334,7 +334,8 @@ impl Conn<'_> {
         let content = response.into_content();
         let io_failed = |_| CloseReason::Io;
         // RFC 9110 §9.3.2: HEAD gets the head a GET would get, no body.
-        if is_head || framing == ResponseFraming::NoBody {
+        // A length of 0 with content is a 205 (see `response_framing`).
+        if is_head || matches!(framing, ResponseFraming::NoBody | ResponseFraming::Length(0)) {
             return self.io.flush_if_full().map_err(io_failed);
         }
         match content {

@@ -263,6 +263,13 @@ pub(crate) fn response_framing(status: u16, body_len: Option<u64>, version: Vers
     if status < 200 || status == 204 || status == 304 {
         return ResponseFraming::NoBody;
     }
+    // RFC 9110 §15.3.6: "a server MUST NOT generate content in a 205
+    // response". Unlike 204 it is not bodiless by framing (RFC 9112 §6.3),
+    // so a client reads a length: it is told 0, and the handler's body is
+    // not sent.
+    if status == 205 {
+        return ResponseFraming::Length(0);
+    }
     match (body_len, version) {
         (Some(n), _) => ResponseFraming::Length(n),
         (None, Version::Http11) => ResponseFraming::Chunked,
@@ -415,6 +422,8 @@ mod tests {
         use ResponseFraming::*;
         assert_eq!(response_framing(204, Some(0), Version::Http11), NoBody);
         assert_eq!(response_framing(304, Some(10), Version::Http11), NoBody);
+        assert_eq!(response_framing(205, Some(10), Version::Http11), Length(0));
+        assert_eq!(response_framing(205, None, Version::Http10), Length(0));
         assert_eq!(response_framing(200, Some(10), Version::Http10), Length(10));
         assert_eq!(response_framing(200, None, Version::Http11), Chunked);
         assert_eq!(response_framing(200, None, Version::Http10), CloseDelimited);

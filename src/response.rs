@@ -94,7 +94,7 @@ impl Response {
     /// chunked to HTTP/1.1 clients, delimited by closing the connection to
     /// HTTP/1.0 clients. Writes are buffered; call `flush` on the writer to
     /// push what was written so far to the client. Not called for HEAD
-    /// requests or for 204/304 responses.
+    /// requests or for 204/205/304 responses.
     ///
     /// ```
     /// use std::io::Write;

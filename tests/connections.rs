@@ -431,8 +431,11 @@ fn head_gets_the_get_head_and_no_body() {
 }
 
 #[test]
-fn no_content_and_not_modified_carry_no_body() {
+fn no_content_reset_content_and_not_modified_carry_no_body() {
     let running = start(default_builder(), |req| {
+        if req.path() == "/205/stream" {
+            return Response::stream(|w| w.write_all(b"never")).with_status(205);
+        }
         let code = req.path()[1..].parse().unwrap();
         Response::text("this body must not be sent").with_status(code)
     });
@@ -443,6 +446,14 @@ fn no_content_and_not_modified_carry_no_body() {
         assert_eq!(r.status, code);
         assert_eq!(r.header("content-length"), None, "{code}");
         assert_eq!(r.header("transfer-encoding"), None, "{code}");
+    }
+    // RFC 9110 §15.3.6: 205 has no content either, but its framing is not
+    // implied, so it says `Content-Length: 0`, whatever the handler made
+    // (and a stream is never called). The response after it is intact.
+    for path in ["/205", "/205/stream"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let r = c.read_response();
+        assert_eq!((r.status, r.header("content-length"), r.body.len()), (205, Some("0"), 0), "{path}");
     }
     c.send("GET /200 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().text(), "this body must not be sent");

@@ -207,7 +207,13 @@ pub struct Handle {
 }
 
 /// A server serving on a background thread, from [`Server::spawn`].
-/// Dropping it shuts the server down and waits for it.
+/// Dropping it shuts the server down and waits for it ([`Running::detach`]
+/// lets it serve on instead).
+///
+/// From inside one of this server's own handlers (an OAuth callback that
+/// stops the server once it has its code), `shutdown` and dropping cannot
+/// wait for `serve`, which waits for that handler: they begin the shutdown
+/// and return at once, and the handler's response is still sent.
 ///
 /// ```
 /// use h1serve::{Response, Server};
@@ -222,6 +228,7 @@ pub struct Handle {
 /// running.shutdown()?; // or just drop it
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[must_use = "dropping a Running shuts its server down at once; keep it, or call `detach`"]
 pub struct Running {
     handle: Handle,
     thread: Option<thread::JoinHandle<io::Result<()>>>,
@@ -229,6 +236,8 @@ pub struct Running {
 
 /// State shared by the serving thread, the connection threads and handles.
 pub(crate) struct Shared {
+    /// Tells this server's threads from others (see `WORKS_FOR`).
+    id: u64,
     pub(crate) config: Config,
     local_addr: SocketAddr,
     shutting_down: AtomicBool,
@@ -395,7 +404,9 @@ impl Server {
         // elsewhere they would spin instead.
         listener.set_nonblocking(false)?;
         let (listener, inherited) = preset_socket_options(listener, &config);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Relaxed),
             config,
             local_addr,
             shutting_down: AtomicBool::new(false),
@@ -486,7 +497,13 @@ impl Server {
         H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
     {
         let handle = self.handle();
-        let thread = thread::Builder::new().name("h1serve".into()).spawn(move || self.serve(handler))?;
+        let id = self.shared.id;
+        let serving = move || {
+            // Event hooks can run on this thread too.
+            WORKS_FOR.with(|w| w.set(id));
+            self.serve(handler)
+        };
+        let thread = thread::Builder::new().name("h1serve".into()).spawn(serving)?;
         Ok(Running { handle, thread: Some(thread) })
     }
 }
@@ -532,6 +549,13 @@ impl Handle {
     /// The server's counters now.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Whether a shutdown has begun. A handler that streams for long (a
+    /// feed of server-sent events) checks it to end its stream, rather than
+    /// hold `serve` until the shutdown timeout cuts it.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
     }
 
     /// The address the server listens on.
@@ -601,18 +625,54 @@ impl Running {
     }
 
     /// Shuts the server down (see [`Handle::shutdown`]) and waits for
-    /// `serve` to return.
+    /// `serve` to return, and returns what it returned. Called from one of
+    /// this server's handlers, it returns once the shutdown has begun.
     pub fn shutdown(mut self) -> io::Result<()> {
         self.handle.shutdown();
         self.join_thread()
     }
 
     /// Waits for the server to stop (after a [`Handle::shutdown`] elsewhere).
+    /// Called from one of this server's handlers, which the server would
+    /// wait for, it fails at once with [`io::ErrorKind::Deadlock`].
     pub fn join(mut self) -> io::Result<()> {
+        if self.handle.shared.is_current_thread() {
+            return Err(io::Error::new(io::ErrorKind::Deadlock, "join from the server's own handler"));
+        }
         self.join_thread()
     }
 
+    /// Lets the server serve on without this `Running`, until a
+    /// [`Handle::shutdown`] or the end of the process; returns its handle.
+    ///
+    /// ```
+    /// use h1serve::{Response, Server};
+    /// fn start_metrics() -> std::io::Result<h1serve::Handle> {
+    ///     let running = Server::bind("127.0.0.1:0")?.spawn(|_| Response::text("up 1\n"))?;
+    ///     Ok(running.detach())
+    /// }
+    /// let metrics = start_metrics()?;
+    /// # let mut s = std::net::TcpStream::connect(metrics.local_addr())?;
+    /// # use std::io::{Read, Write};
+    /// # s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    /// # let mut out = String::new();
+    /// # s.read_to_string(&mut out)?;
+    /// # assert!(out.ends_with("\r\n\r\nup 1\n"));
+    /// // ... still serving; and when the program wants it gone:
+    /// metrics.shutdown();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn detach(mut self) -> Handle {
+        self.thread = None;
+        self.handle.clone()
+    }
+
     fn join_thread(&mut self) -> io::Result<()> {
+        if self.handle.shared.is_current_thread() {
+            // `serve` waits for this very thread's handler to return.
+            self.thread = None;
+            return Ok(());
+        }
         match self.thread.take().map(thread::JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other("the server thread panicked")),
@@ -630,7 +690,18 @@ impl Drop for Running {
     }
 }
 
+thread_local! {
+    /// The server whose serving or connection thread this is (its
+    /// `Shared::id`), 0 for none.
+    static WORKS_FOR: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl Shared {
+    /// Whether the calling thread is one of this server's own.
+    fn is_current_thread(&self) -> bool {
+        WORKS_FOR.with(|w| w.get()) == self.id
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(SeqCst)
     }
@@ -736,6 +807,7 @@ impl Shared {
                     }
                 }
                 let _alive = Alive(&shared.threads);
+                WORKS_FOR.with(|w| w.set(shared.id));
                 shared.worker(&handler);
             });
         spawned.map(drop).inspect_err(|_| {

@@ -724,3 +724,45 @@ fn a_half_received_empty_line_leaves_no_deadline_for_the_next_request() {
     c.send("Host: x\r\n\r\n");
     assert_eq!(c.read_response().status, 200);
 }
+
+#[test]
+fn a_handler_can_stop_its_own_server_and_its_response_is_sent() {
+    // An OAuth callback: the handler that gets the code stops the server.
+    // `Running::shutdown` and dropping `Running` wait for `serve`, which
+    // waits for this handler: from here they must only begin the shutdown.
+    for how in ["shutdown", "drop", "join"] {
+        let own: Arc<Mutex<Option<h1serve::Running>>> = Arc::default();
+        let taken = own.clone();
+        let running = start(default_builder().shutdown_timeout(Duration::from_secs(60)), move |req| {
+            let Some(running) = taken.lock().unwrap().take() else { return Response::status(500) };
+            let said = match how {
+                "shutdown" => format!("{:?}", running.shutdown()),
+                "drop" => {
+                    drop(running);
+                    "dropped".into()
+                }
+                _ => {
+                    let handle = running.handle().clone();
+                    let joined = running.join().map_err(|e| e.kind());
+                    handle.shutdown();
+                    format!("{joined:?}")
+                }
+            };
+            Response::text(format!("code={} {said}", req.query_param("code").unwrap_or_default()))
+        });
+        let (addr, handle) = (running.local_addr(), running.handle().clone());
+        *own.lock().unwrap() = Some(running);
+        let mut c = Client::new(addr);
+        c.send("GET /callback?code=42 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.read_response();
+        let expected = match how {
+            "shutdown" => "code=42 Ok(())",
+            "drop" => "code=42 dropped",
+            _ => "code=42 Err(Deadlock)",
+        };
+        assert_eq!(r.text(), expected);
+        assert!(r.closes() && c.at_eof(), "{how}: a shutting-down server closes after the response");
+        assert!(handle.wait_until(PATIENCE, |s| s.open == 0), "{how}: {:?}", handle.stats());
+        assert!(handle.is_shutting_down());
+    }
+}

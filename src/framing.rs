@@ -43,8 +43,10 @@ pub(crate) fn request_framing(head: &RequestHead, max_body: u64) -> Result<Reque
         return Err(Bad("repeated Expect"));
     }
     let expect_continue = match fields.expect {
-        // RFC 9110 §10.1.1: a server MUST NOT send a 100 (Continue) to an
-        // HTTP/1.0 client; its expectation is ignored.
+        // RFC 9110 §15.2: a server MUST NOT send a 1xx response, such as
+        // 100 (Continue), to an HTTP/1.0 client. §10.1.1: it MUST ignore a
+        // 100-continue expectation in an HTTP/1.0 request. Any other value
+        // is ignored too (417 is only a MAY there).
         _ if head.version == Version::Http10 => false,
         None => false,
         Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,

@@ -214,8 +214,8 @@ fn no_continue_when_the_body_is_already_here_or_for_http10() {
     c2.send("PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(!c2.read_one("PUT").unwrap().closes());
     assert_eq!(c2.read_one("GET").unwrap().status, 200);
-    // HTTP/1.0: never a 1xx (RFC 9110 §10.1.1), even when the handler reads
-    // a body that has not arrived yet.
+    // HTTP/1.0: the Expect is ignored (RFC 9110 §10.1.1) and no 1xx is sent
+    // (§15.2), even when the handler reads a body that has not arrived yet.
     let (entered, handler_entered) = std::sync::mpsc::channel();
     let entered = std::sync::Mutex::new(entered);
     let running3 = start(default_builder(), move |req| {

@@ -85,7 +85,7 @@ impl fmt::Display for Method {
 }
 
 /// The protocol version of a request. `HTTP/1.2` and higher 1.x minors are
-/// served as 1.1 (RFC 9110 §6.2); other majors get 505.
+/// served as 1.1 (RFC 9110 §2.5); other majors get 505.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Version {
     /// HTTP/1.0: a connection persists only if the client asks with

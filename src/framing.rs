@@ -185,7 +185,8 @@ fn host_is_empty(authority: &str) -> bool {
     authority.is_empty() || authority.starts_with(':')
 }
 
-/// The length of a request body, RFC 9112 §6.3, for requests:
+/// The length of a request body, RFC 9112 §6.3, for requests (items 1, 2
+/// and 8 are about responses):
 ///
 /// 3. `Transfer-Encoding` and `Content-Length` together: rejected here
 ///    (the RFC lets a server go by Transfer-Encoding, but a message with
@@ -194,10 +195,11 @@ fn host_is_empty(authority: &str) -> bool {
 ///    applied twice: 400. Any other coding: 501 (§6.1), as we decode only
 ///    chunked. In HTTP/1.0 Transfer-Encoding is rejected: 1.0 has no chunked
 ///    coding, so framing would be in doubt (§6.1).
-/// 5. `Content-Length`: exactly one field of plain digits. A list
-///    (`5, 5`) or repeated field is rejected even when the values agree,
-///    the strict choice RFC 9110 §8.6 allows; overflow is rejected.
-/// 6. Neither: no body.
+/// 5. An invalid `Content-Length`: 400. Only one field of plain digits is
+///    valid. A list (`5, 5`) or repeated field is rejected even when the
+///    values agree, the strict choice RFC 9110 §8.6 allows; so is overflow.
+/// 6. A valid `Content-Length`: the body is that many bytes.
+/// 7. Neither: no body.
 fn body_length(fields: &FramingFields<'_>, headers: &Headers, version: Version) -> Result<BodyLength, RequestError> {
     use RequestError::BadRequest as Bad;
     if fields.transfer_encoding {

@@ -246,7 +246,10 @@ pub(crate) enum ConnectionField {
     /// `Connection: close`: this is the last response on the connection.
     Close,
     /// HTTP/1.0 keep-alive: `Connection: keep-alive` and the hints
-    /// `Keep-Alive: timeout=, max=` (RFC 2068 §19.7.1.1).
+    /// `Keep-Alive: timeout=, max=`. RFC 2068 §19.7.1 describes this
+    /// keep-alive, and §19.7.1.1 defines the `Keep-Alive` field but no
+    /// parameters: `timeout` and `max` are the de facto ones, as Apache
+    /// sends them.
     KeepAlive { timeout_secs: u64, max: u64 },
 }
 

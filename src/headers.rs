@@ -51,9 +51,12 @@ impl fmt::Display for InvalidHeader {
 
 impl std::error::Error for InvalidHeader {}
 
-/// Fields that apply to one connection only and must not be forwarded
-/// (RFC 9110 §7.6.1, plus `Proxy-Connection`, `Keep-Alive` and the proxy
-/// authentication fields which RFC 9110 §11.7 scopes to the next hop).
+/// Fields that apply to one connection only and must not be forwarded.
+/// RFC 9110 §7.6.1 names `Connection` and, as fields to remove even when
+/// `Connection` does not list them, `Proxy-Connection`, `Keep-Alive`,
+/// `TE`, `Transfer-Encoding` and `Upgrade`. `Trailer` comes from the
+/// hop-by-hop list of RFC 2616 §13.5.1. The proxy authentication fields
+/// are there because RFC 9110 §11.7 scopes them to the next hop.
 pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",

@@ -135,9 +135,16 @@ pub(crate) struct Buffers {
 }
 
 /// The socket with its read and write buffers. The socket is shared with
-/// the server's registry of connections, which uses it only to wake a
-/// blocked read (`shutdown(Read)`); sharing it rather than duplicating the
-/// descriptor saves two system calls and a descriptor per connection.
+/// the server's registry of connections, which uses it to wake or close
+/// the connection from another thread: `shutdown(Read)` to evict an idle
+/// connection at the cap (its blocked read returns at once),
+/// `shutdown(Write)` to close an idle connection at shutdown (the FIN goes
+/// after what is queued), `shutdown(Read)` again for those still open at
+/// the linger bound, and `shutdown(Both)` for every connection left at the
+/// shutdown deadline (see `Slot::close_if_idle` and
+/// `Shared::finish_shutdown` in `server`). Sharing it rather than
+/// duplicating the descriptor saves two system calls and a descriptor per
+/// connection.
 #[derive(Debug)]
 pub(crate) struct Transport {
     pub(crate) stream: Arc<TcpStream>,

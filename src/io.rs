@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 /// Initial size of the read buffer. Requests without a body are a few
 /// hundred bytes (a browser's, with cookies, one or two KiB); the buffer
-/// doubles, up to the head limit, only when a head needs it. Every idle
-/// connection holds one, so its size is most of a connection's heap.
+/// doubles when a head needs it (up to the head limit), and when reads
+/// keep filling it, as a pipelined batch does (up to [`READ_BUF_KEEP`],
+/// see `ReadBuf::spare`). Every idle connection holds one, so its size is
+/// most of a connection's heap.
 const READ_BUF_INITIAL: usize = 512;
 /// An idle connection whose read buffer grew past this gives it back.
 const READ_BUF_KEEP: usize = 8 * 1024;

@@ -135,7 +135,7 @@ impl Builder {
     /// next request before the server closes it. Announced, rounded down
     /// to whole seconds, in `Keep-Alive: timeout=` to HTTP/1.0 clients.
     /// Default 60 s: idle connections cost a blocked thread and a few KiB,
-    /// and at the connection cap the oldest idle one is closed first anyway.
+    /// and at the connection cap the longest-idle one is closed first anyway.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {
         self.config.idle_timeout = timeout;
         self

@@ -250,9 +250,15 @@ impl Builder {
         self
     }
 
-    /// Calls `hook` with every connection [`Event`] (opened, request served,
-    /// idle, closed with its reason), on the connection's own thread. Keep
-    /// it short. Default: none.
+    /// Calls `hook` with every [`Event`]: a connection opened
+    /// ([`Event::Opened`]), a response written ([`Event::Request`]), a
+    /// request the server refused itself ([`Event::Refused`]), a connection
+    /// gone idle ([`Event::Idle`]) or closed, with its reason
+    /// ([`Event::Closed`]), and a connection turned away with 503, at the
+    /// cap or for want of a thread ([`Event::OverCapacity`]). A
+    /// connection's events run on its own thread; `OverCapacity` on the
+    /// thread that accepted it, which may be the one in [`Server::serve`].
+    /// Keep it short. Default: none.
     pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Builder {
         self.config.on_event = Some(Arc::new(hook));
         self

@@ -134,6 +134,14 @@ impl Response {
     /// assert_eq!(r.headers().get_all("content-type").collect::<Vec<_>>(), ["application/json"]);
     /// ```
     ///
+    /// The server writes the framing and connection fields itself, from
+    /// the body and the connection's state (RFC 9112 §6, §9.3), so
+    /// `Content-Length`, `Transfer-Encoding`, `Connection` and `Keep-Alive`
+    /// set here are dropped from the head. A `close` token in `Connection`
+    /// is still acted on: the server closes the connection after this
+    /// response, and its own `Connection: close` says so. A `Date` set
+    /// here is sent instead of the one the server would add.
+    ///
     /// # Panics
     /// If the name is not a token or the value holds control characters
     /// (see [`Headers::append`]).
@@ -156,9 +164,11 @@ impl Response {
         &self.headers
     }
 
-    /// The header fields, to change. `Content-Length` and
-    /// `Transfer-Encoding` set here are ignored: the server frames the body
-    /// itself. `Connection: close` makes the server close after sending.
+    /// The header fields, to change. As with [`Response::with_header`],
+    /// `Content-Length`, `Transfer-Encoding`, `Connection` and `Keep-Alive`
+    /// set here are dropped (the server frames the body and manages the
+    /// connection itself), but `Connection: close` makes the server close
+    /// after sending.
     pub fn headers_mut(&mut self) -> &mut Headers {
         &mut self.headers
     }

@@ -96,6 +96,11 @@ impl Response {
     /// push what was written so far to the client. Not called for HEAD
     /// requests or for 204/205/304 responses.
     ///
+    /// The head is buffered with the body, not sent ahead of it. A stream
+    /// that waits before its first write (server-sent events, say) should
+    /// call `w.flush()` first, or the client sees no head, not even the
+    /// status, until the first flush or the end of the body.
+    ///
     /// ```
     /// use std::io::Write;
     /// let r = h1serve::Response::stream(|w| {

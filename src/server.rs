@@ -795,21 +795,22 @@ impl Shared {
     fn start_thread(self: &Arc<Self>, handler: &Arc<Handler>) -> io::Result<()> {
         let (shared, handler) = (self.clone(), handler.clone());
         self.threads.fetch_add(1, SeqCst);
-        let spawned = thread::Builder::new()
-            .name("h1serve-conn".into())
-            .stack_size(self.config.thread_stack_size)
-            .spawn(move || {
-                // Counted down however the thread ends, panics included.
-                struct Alive<'a>(&'a AtomicUsize);
-                impl Drop for Alive<'_> {
-                    fn drop(&mut self) {
-                        self.0.fetch_sub(1, SeqCst);
-                    }
+        let mut builder = thread::Builder::new().name("h1serve-conn".into());
+        if let Some(bytes) = self.config.thread_stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let spawned = builder.spawn(move || {
+            // Counted down however the thread ends, panics included.
+            struct Alive<'a>(&'a AtomicUsize);
+            impl Drop for Alive<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, SeqCst);
                 }
-                let _alive = Alive(&shared.threads);
-                WORKS_FOR.with(|w| w.set(shared.id));
-                shared.worker(&handler);
-            });
+            }
+            let _alive = Alive(&shared.threads);
+            WORKS_FOR.with(|w| w.set(shared.id));
+            shared.worker(&handler);
+        });
         spawned.map(drop).inspect_err(|_| {
             self.threads.fetch_sub(1, SeqCst);
         })

@@ -508,3 +508,17 @@ fn versions_and_target_forms() {
     let r = exchange_until_close(running.local_addr(), b"GET / HTTP/2.0\r\nHost: x\r\n\r\n");
     assert_eq!(status_of(&r), 505);
 }
+
+#[test]
+fn handlers_get_the_stack_of_a_std_thread_by_default() {
+    // Half a MiB on the stack: more than a 256 KiB stack holds, and well
+    // within the 2 MiB of a std thread. (An overflow aborts the process:
+    // this test binary would die with it.)
+    let running = start(default_builder(), |_| {
+        let big = std::hint::black_box([1u8; 512 * 1024]);
+        Response::text(big.iter().map(|&b| u64::from(b)).sum::<u64>().to_string())
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), (512 * 1024).to_string());
+}

@@ -124,7 +124,7 @@ impl Lingerer {
         Lingerer::with_max(LINGERING_MAX)
     }
 
-    fn with_max(max: usize) -> Lingerer {
+    pub(crate) fn with_max(max: usize) -> Lingerer {
         Lingerer { state: Mutex::new(State::NotStarted), taken: Arc::default(), max }
     }
 

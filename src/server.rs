@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{
     AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
@@ -1162,9 +1162,28 @@ fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
         return;
     }
     let _ = stream.shutdown(Shutdown::Write);
-    // When the lingering thread is full, the socket is dropped here: the
-    // bound on refused sockets held matters more than their close.
-    shared.lingerer.hand_off(stream, REFUSED_LINGER, config.linger_bytes);
+    if !shared.lingerer.hand_off(stream.clone(), REFUSED_LINGER, config.linger_bytes) {
+        // The lingering thread is full, and the bound on refused sockets
+        // held matters more than their close: the socket is dropped here.
+        // What has arrived of the request is read first (without blocking),
+        // as dropping a socket with unread input sends a reset in place of
+        // the FIN (RFC 9112 §9.6), which can destroy the 503 before its
+        // client reads it.
+        discard_arrived(&stream);
+    }
+}
+
+/// Reads and discards what has arrived on a non-blocking socket, up to a
+/// bound: the request a refused client sent with its connection.
+fn discard_arrived(stream: &TcpStream) {
+    let mut scratch = [0u8; 1024];
+    for _ in 0..16 {
+        match (&*stream).read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1308,6 +1327,24 @@ mod tests {
         assert!(conn::set_socket_options(&accepted, &config));
         let t = accepted.write_timeout().unwrap();
         assert!(t.is_some_and(|t| t < Duration::from_millis(50)), "{t:?}");
+    }
+
+    #[test]
+    fn a_refusal_the_lingering_thread_has_no_room_for_still_ends_with_a_fin() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut server = Server::from_listener(listener, Builder::default().config).unwrap();
+        Arc::get_mut(&mut server.shared).unwrap().lingerer = Lingerer::with_max(0);
+        let mut client = TcpStream::connect(server.local_addr()).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (accepted, _) = server.listener.accept().unwrap();
+        refuse(Arc::new(accepted), &server.shared);
+        let mut response = String::new();
+        client.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 503 "), "{response}");
+        // A socket dropped with its input unread would have sent a reset,
+        // which the client's socket records as an error.
+        assert!(client.take_error().unwrap().is_none());
     }
 
     #[test]

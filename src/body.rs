@@ -163,8 +163,13 @@ impl<'c> Body<'c> {
             match self.read(&mut scratch) {
                 // Read returns 0 only at the end of the body.
                 Ok(0) => return self.is_complete(),
-                Ok(n) if drained < max => drained += n as u64,
-                _ => return false,
+                Ok(n) => {
+                    drained += n as u64;
+                    if drained > max {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
             }
         }
     }

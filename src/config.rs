@@ -132,8 +132,10 @@ impl Builder {
     }
 
     /// How long a kept-alive connection may wait for the first byte of its
-    /// next request before the server closes it. Announced, rounded down
-    /// to whole seconds, in `Keep-Alive: timeout=` to HTTP/1.0 clients.
+    /// next request before the server closes it. Announced to HTTP/1.0
+    /// clients in `Keep-Alive: timeout=`, a second short and rounded down to
+    /// whole seconds (the idle clock starts before the client has the
+    /// response).
     /// Default 60 s: idle connections cost a blocked thread and a few KiB,
     /// and at the connection cap the longest-idle one is closed first anyway.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {

@@ -300,9 +300,12 @@ impl Conn<'_> {
             (None, Version::Http11) => ConnectionField::None,
             // RFC 9112 §9.3 / RFC 2068 §19.7.1: an HTTP/1.0 client that asked
             // for keep-alive is told it got it, with hints of how long and
-            // how many more requests.
+            // how many more requests. The time is a second short of the idle
+            // timeout (rounded down): the idle clock starts when the response
+            // is sent, before the client has it, and a client that waits the
+            // whole hint must not send into a connection being closed.
             (None, Version::Http10) => ConnectionField::KeepAlive {
-                timeout_secs: cfg.idle_timeout.as_secs(),
+                timeout_secs: cfg.idle_timeout.saturating_sub(Duration::from_secs(1)).as_secs(),
                 max: cfg.max_requests_per_connection - self.served,
             },
         };

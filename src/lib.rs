@@ -96,7 +96,8 @@
 //! it automatically only if the method is idempotent (RFC 9110 §9.2.2):
 //! GET, HEAD, PUT, DELETE, OPTIONS, TRACE ([`Method::is_idempotent`]); never
 //! silently a POST or PATCH. The `Keep-Alive: timeout=` hint sent to
-//! HTTP/1.0 clients is the idle timeout rounded down, so a client that
+//! HTTP/1.0 clients is a second short of the idle timeout, rounded down
+//! (the idle clock starts when the response is sent), so a client that
 //! honours it does not send into a connection about to close.
 //!
 //! ## Strictness

@@ -521,3 +521,24 @@ impl Write for BodyWriter<'_> {
         self.track(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_socket_that_inherited_nothing_gets_nodelay_and_the_write_timeout() {
+        // Where sockets do not inherit options from the listener (see
+        // `server::preset_socket_options`), each connection sets its own.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        let config = crate::config::Builder::default().write_timeout(Duration::from_millis(900)).config;
+        assert!(set_socket_options(&accepted, &config));
+        assert!(accepted.nodelay().unwrap());
+        let t = accepted.write_timeout().unwrap().unwrap();
+        assert!(t.as_millis().abs_diff(900) < 20, "{t:?}");
+    }
+}

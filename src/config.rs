@@ -74,7 +74,7 @@ impl Default for Builder {
                 body_read_timeout: Duration::from_secs(30),
                 write_timeout: Duration::from_secs(30),
                 linger_timeout: Duration::from_secs(2),
-                linger_bytes: 1024 * 1024,
+                linger_bytes: 16 * 1024 * 1024,
                 shutdown_timeout: Duration::from_secs(10),
                 max_connections: 2048,
                 max_requests_per_connection: 100_000,
@@ -173,7 +173,11 @@ impl Builder {
     /// and `bytes` (like nginx's `lingering_time`). Without it, input still
     /// arriving after the close makes the kernel send a reset that can
     /// destroy the response just written (RFC 9112 §9.6). Defaults 2 s and
-    /// 1 MiB.
+    /// 16 MiB, the default body limit: a client that sends a whole body
+    /// before it reads (one that does not use `Expect: 100-continue`) can
+    /// then still read an early answer, such as a 401 or 413 sent before
+    /// the body was read, if its body is no larger and arrives within the
+    /// time. Raise both with [`Builder::max_body_bytes`] for larger uploads.
     pub fn linger(mut self, timeout: Duration, bytes: u64) -> Builder {
         self.config.linger_timeout = timeout;
         self.config.linger_bytes = bytes;

@@ -257,3 +257,25 @@ fn unknown_expectations_get_417() {
     );
     assert_eq!(status_of(&out), 417);
 }
+
+#[test]
+fn an_early_answer_reaches_a_client_that_sends_its_whole_body_first() {
+    // The handler refuses without reading (a 401 before an upload). A
+    // client without `Expect: 100-continue` sends the whole body before it
+    // reads; the lingering close must take all of it, or the close resets
+    // the connection under the client's writes and the 401 is lost. By
+    // default it takes as much as the body limit allows.
+    let running = start(default_builder(), |_| Response::text("log in first\n").with_status(401));
+    let mut c = Client::new(running.local_addr());
+    let len = 12 * 1024 * 1024;
+    c.send(format!("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"));
+    let chunk = vec![b'u'; 64 * 1024];
+    for sent in (0..len).step_by(chunk.len()) {
+        if let Err(e) = c.stream().write_all(&chunk) {
+            panic!("the upload failed after {sent} of {len} bytes: {e}");
+        }
+    }
+    let r = c.read_response();
+    assert_eq!((r.status, r.closes()), (401, true));
+    assert!(c.at_eof());
+}

@@ -263,6 +263,7 @@ impl Builder {
 
     /// Calls `hook` with every [`Event`]: a connection opened
     /// ([`Event::Opened`]), a response written ([`Event::Request`]), a
+    /// handler's error answered with 500 ([`Event::HandlerFailed`]), a
     /// request the server refused itself ([`Event::Refused`]), a connection
     /// gone idle ([`Event::Idle`]) or closed, with its reason
     /// ([`Event::Closed`]), and a connection turned away with 503, at the

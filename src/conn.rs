@@ -284,7 +284,12 @@ impl Conn<'_> {
                 close = Some(CloseReason::HandlerPanicked);
                 Response::text("Internal Server Error\n").with_status(500)
             }
-            (Ok(r), None) => r,
+            (Ok(mut r), None) => {
+                if let Some(error) = r.take_handler_error() {
+                    self.shared.emit(&Event::HandlerFailed { id: self.slot.id, error: &error });
+                }
+                r
+            }
         };
         let out = framing::response_framing(response.status_code(), response.body_len(), version);
         let close = close

@@ -133,7 +133,7 @@ pub use date::{http_date, parse_http_date};
 pub use error::{CloseReason, RequestError};
 pub use headers::{HOP_BY_HOP, Headers, InvalidHeader};
 pub use request::{Method, Request, Version};
-pub use response::{Response, reason_phrase};
+pub use response::{IntoResponse, Response, reason_phrase};
 pub use server::{Event, Handle, Running, Server, Stats};
 
 // The README's code compiles (and runs, where it ends) as doctests.

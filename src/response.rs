@@ -38,9 +38,89 @@ pub struct Response {
     status: u16,
     headers: Headers,
     pub(crate) content: Content,
+    /// For the 500 that stands for a handler's `Err`: the error's text, for
+    /// the event hook (never for the client).
+    handler_error: Option<String>,
+}
+
+/// What a handler returns: a [`Response`], or a `Result` of one, so that
+/// the handler can use `?`.
+///
+/// - `Ok(response)` sends the response.
+/// - `Err(response)` (a `Result<Response, Response>`) sends that response:
+///   an early answer, such as a 400 for a bad parameter.
+/// - Any other `Err(e)`, for an `e` that is `Display` (`io::Error`, a
+///   boxed error, ...), is answered `500 Internal Server Error`. The
+///   error's text goes to the event hook ([`Event::HandlerFailed`]), not to
+///   the client, to which it might reveal what it should not.
+///
+/// Errors reading the request body are the client's, and the server
+/// answers them itself, with their precise status (400, 408, 413),
+/// whatever the handler returns: a handler can pass them on with `?`.
+///
+/// ```
+/// use std::io;
+/// use h1serve::{Request, Response, Server};
+///
+/// fn upload(req: &mut Request) -> io::Result<Response> {
+///     let body = req.read_body()?; // a body over the limit: 413, sent by the server
+///     std::fs::write(std::env::temp_dir().join("h1serve-doc-upload"), &body)?; // a full disk: 500
+///     Ok(Response::text(format!("stored {} bytes\n", body.len())))
+/// }
+///
+/// fn item(req: &mut Request) -> Result<Response, Response> {
+///     let id: u32 = req.query_param("id").and_then(|v| v.parse().ok()).ok_or_else(|| Response::status(400))?;
+///     Ok(Response::text(format!("item {id}\n")))
+/// }
+///
+/// let running = Server::bind("127.0.0.1:0")?.spawn(|req| match req.path() {
+///     "/upload" => upload(req),
+///     "/item" => item(req).or_else(Ok),
+///     _ => Ok(Response::status(404)),
+/// })?;
+/// # let mut s = std::net::TcpStream::connect(running.local_addr())?;
+/// # use std::io::{Read, Write};
+/// # s.write_all(b"GET /item?id=x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// # let mut out = String::new();
+/// # s.read_to_string(&mut out)?;
+/// # assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// [`Event::HandlerFailed`]: crate::Event::HandlerFailed
+pub trait IntoResponse {
+    /// The response to send.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for Result<Response, Response> {
+    fn into_response(self) -> Response {
+        self.unwrap_or_else(|r| r)
+    }
+}
+
+impl<E: fmt::Display> IntoResponse for Result<Response, E> {
+    fn into_response(self) -> Response {
+        self.unwrap_or_else(|e| {
+            let mut r = Response::text("Internal Server Error\n").with_status(500);
+            r.handler_error = Some(e.to_string());
+            r
+        })
+    }
 }
 
 impl Response {
+    /// A response with no fields yet.
+    fn new(status: u16, content: Content) -> Response {
+        Response { status, headers: Headers::new(), content, handler_error: None }
+    }
+
     /// A response with this status and an empty body.
     ///
     /// # Panics
@@ -48,7 +128,7 @@ impl Response {
     /// response and cannot end an exchange (RFC 9110 §15.2); the server
     /// sends `100 Continue` itself.
     pub fn status(code: u16) -> Response {
-        Response { status: check_status(code), headers: Headers::new(), content: Content::Empty }
+        Response::new(check_status(code), Content::Empty)
     }
 
     /// 200 with a `text/plain; charset=utf-8` body.
@@ -71,7 +151,7 @@ impl Response {
     /// 200 with a body of bytes, and no `Content-Type` (add one with
     /// [`Response::with_header`]).
     pub fn bytes(body: impl Into<Cow<'static, [u8]>>) -> Response {
-        Response { status: 200, headers: Headers::new(), content: Content::Bytes(body.into()) }
+        Response::new(200, Content::Bytes(body.into()))
     }
 
     /// 200 with a body of the first `len` bytes read from `reader`, sent
@@ -87,7 +167,7 @@ impl Response {
     /// upstream socket) streams. To answer HEAD with the length a GET would
     /// get and no body, `from_reader(std::io::empty(), len)` declares it.
     pub fn from_reader(reader: impl Read + Send + 'static, len: u64) -> Response {
-        Response { status: 200, headers: Headers::new(), content: Content::Reader { reader: Box::new(reader), len } }
+        Response::new(200, Content::Reader { reader: Box::new(reader), len })
     }
 
     /// 200 with a body of unknown length, written by `write` after the head:
@@ -113,7 +193,7 @@ impl Response {
     /// assert_eq!(r.body_len(), None);
     /// ```
     pub fn stream(write: impl FnOnce(&mut dyn Write) -> io::Result<()> + Send + 'static) -> Response {
-        Response { status: 200, headers: Headers::new(), content: Content::Stream(Box::new(write)) }
+        Response::new(200, Content::Stream(Box::new(write)))
     }
 
     /// Sets the status.
@@ -193,6 +273,11 @@ impl Response {
     pub(crate) fn into_content(self) -> Content {
         self.headers.recycle();
         self.content
+    }
+
+    /// The error a handler's `Err` stood for, if this is its 500.
+    pub(crate) fn take_handler_error(&mut self) -> Option<String> {
+        self.handler_error.take()
     }
 
     /// True if the handler asked to close the connection.

@@ -39,7 +39,7 @@ use crate::conn::{self, Handler, Kept};
 use crate::error::{CloseReason, RequestError};
 use crate::linger::Lingerer;
 use crate::request::{Method, Request};
-use crate::response::Response;
+use crate::response::{IntoResponse, Response};
 
 /// How long a refused (503) connection is drained before it is dropped.
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
@@ -70,6 +70,14 @@ pub enum Event<'a> {
         target: &'a str,
         /// The response status.
         status: u16,
+    },
+    /// A handler returned an error, answered with 500 (see
+    /// [`IntoResponse`](crate::IntoResponse)).
+    HandlerFailed {
+        /// Connection number.
+        id: u64,
+        /// The error's text.
+        error: &'a str,
     },
     /// The server refused a request itself, with this error's status.
     Refused {
@@ -445,11 +453,12 @@ impl Server {
     /// This thread does not serve connections itself (so that it can always
     /// return on time): it starts a connection thread whenever none is left
     /// waiting in `accept`.
-    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    pub fn serve<H, R>(self, handler: H) -> io::Result<()>
     where
-        H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+        H: Fn(&mut Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
-        let handler: Arc<Handler> = Arc::new(handler);
+        let handler: Arc<Handler> = Arc::new(move |req: &mut Request<'_>| handler(req).into_response());
         let listener = Arc::new(self.listener);
         let shared = &self.shared;
         shared.lock_pool().listener = Some(listener.clone());
@@ -492,9 +501,10 @@ impl Server {
 
     /// Serves on a new thread; returns at once with a [`Running`] that can
     /// stop it.
-    pub fn spawn<H>(self, handler: H) -> io::Result<Running>
+    pub fn spawn<H, R>(self, handler: H) -> io::Result<Running>
     where
-        H: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+        H: Fn(&mut Request<'_>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
         let handle = self.handle();
         let id = self.shared.id;

@@ -523,3 +523,50 @@ fn handlers_get_the_stack_of_a_std_thread_by_default() {
     c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().text(), (512 * 1024).to_string());
 }
+
+#[test]
+fn handlers_can_use_the_question_mark() {
+    fn store(req: &mut h1serve::Request) -> std::io::Result<Response> {
+        let body = req.read_body()?;
+        if req.path() == "/full" {
+            return Err(std::io::Error::other("disk full at /var/secret"));
+        }
+        Ok(Response::bytes(body))
+    }
+    fn item(req: &mut h1serve::Request) -> Result<Response, Response> {
+        let id: u32 = req.query_param("id").and_then(|v| v.parse().ok()).ok_or_else(|| Response::status(400))?;
+        Ok(Response::text(format!("item {id}")))
+    }
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let log = failures.clone();
+    let builder = default_builder().max_body_bytes(10).on_event(move |e| {
+        if let h1serve::Event::HandlerFailed { error, .. } = e {
+            log.lock().unwrap().push(error.to_string());
+        }
+    });
+    let running = builder
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .spawn(|req| if req.path() == "/item" { item(req).or_else(Ok) } else { store(req) })
+        .unwrap();
+    let mut c = Client::new(running.local_addr());
+    c.send("POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(c.read_response().text(), "hello");
+    // Any other error is a 500 that tells the client nothing of it; the
+    // event hook gets its text, and the connection goes on.
+    c.send("POST /full HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    let r = c.read_response();
+    assert_eq!((r.status, r.closes(), r.text().as_str()), (500, false, "Internal Server Error\n"));
+    // `Err(response)` is that response.
+    c.send("GET /item?id=7 HTTP/1.1\r\nHost: x\r\n\r\nGET /item?id=x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().text(), "item 7");
+    assert_eq!(c.read_response().status, 400);
+    // A body error passed on with `?` is the client's: the server answers
+    // it with its own status (413), and it is no handler failure.
+    c.send("POST /store HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ntwelve bytes\r\n0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.closes()), (413, true));
+    drop(c);
+    assert_all_closed(&running);
+    assert_eq!(*failures.lock().unwrap(), ["disk full at /var/secret"]);
+}

@@ -39,6 +39,17 @@ thread_local! {
     static SPARE: std::cell::Cell<Option<(Vec<u8>, Vec<Field>)>> = const { std::cell::Cell::new(None) };
 }
 
+/// The value of a field to add, trimmed, if the name is a token and the
+/// value has no control characters but HTAB (RFC 9110 §5.1, §5.5).
+fn checked_field<'v>(name: &str, value: &'v [u8]) -> Result<&'v [u8], InvalidHeader> {
+    let value = trim_ows(value);
+    if is_token(name.as_bytes()) && value.iter().all(|&b| is_field_value_byte(b)) {
+        Ok(value)
+    } else {
+        Err(InvalidHeader)
+    }
+}
+
 /// A header name or value that [`Headers::try_append`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidHeader;
@@ -106,10 +117,17 @@ impl Headers {
     /// Appends a field, or refuses a name that is not a token or a value with
     /// control characters (HTAB aside). Surrounding whitespace is trimmed.
     pub fn try_append(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), InvalidHeader> {
-        let value = trim_ows(value.as_ref());
-        if !is_token(name.as_bytes()) || !value.iter().all(|&b| is_field_value_byte(b)) {
-            return Err(InvalidHeader);
-        }
+        let value = checked_field(name, value.as_ref())?;
+        self.push_unchecked(name.as_bytes(), value);
+        Ok(())
+    }
+
+    /// Replaces every field called `name` by one field with `value`, or
+    /// refuses as [`Headers::try_append`] does, leaving the fields as they
+    /// were.
+    pub fn try_insert(&mut self, name: &str, value: impl AsRef<[u8]>) -> Result<(), InvalidHeader> {
+        let value = checked_field(name, value.as_ref())?;
+        self.remove(name);
         self.push_unchecked(name.as_bytes(), value);
         Ok(())
     }
@@ -485,6 +503,11 @@ mod tests {
         assert!(h.try_append("X", "  tab\there  ").is_ok());
         assert_eq!(h.get("x"), Some("tab\there"));
         assert!(!h.is_empty() && h.len() == 1);
+        // A refused insert leaves the fields as they were.
+        assert_eq!(h.try_insert("X", "b\nc"), Err(InvalidHeader));
+        assert_eq!(h.get("x"), Some("tab\there"));
+        assert!(h.try_insert("x", "new").is_ok());
+        assert_eq!((h.get("X"), h.len()), (Some("new"), 1));
     }
 
     #[test]

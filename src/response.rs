@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 
 use crate::date;
 use crate::framing::ResponseFraming;
-use crate::headers::Headers;
+use crate::headers::{Headers, InvalidHeader};
 
 /// A function that writes a streamed body.
 type StreamFn = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
@@ -229,14 +229,33 @@ impl Response {
     ///
     /// # Panics
     /// If the name is not a token or the value holds control characters
-    /// (see [`Headers::append`]).
-    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
-        if name.eq_ignore_ascii_case("content-type") {
-            self.headers.insert(name, value);
-        } else {
-            self.headers.append(name, value);
+    /// (see [`Headers::append`]). For values that come from outside (a
+    /// redirect to a decoded `?next=`), use [`Response::try_with_header`].
+    pub fn with_header(self, name: &str, value: impl AsRef<[u8]>) -> Response {
+        match self.try_with_header(name, value) {
+            Ok(r) => r,
+            Err(_) => panic!("invalid header field {name:?}"),
         }
-        self
+    }
+
+    /// As [`Response::with_header`], but refuses a name that is not a token
+    /// or a value with control characters (RFC 9110 §5.1, §5.5) instead of
+    /// panicking: such a field would split the message.
+    ///
+    /// ```
+    /// use h1serve::Response;
+    /// let to = |next: &str| Response::status(303).try_with_header("Location", next);
+    /// assert!(to("/home").is_ok());
+    /// assert!(to("/x\r\nSet-Cookie: stolen=1").is_err());
+    /// assert!(Response::text("x").try_with_header("Content-Type", "text/html\0").is_err());
+    /// ```
+    pub fn try_with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Result<Response, InvalidHeader> {
+        if name.eq_ignore_ascii_case("content-type") {
+            self.headers.try_insert(name, value)?;
+        } else {
+            self.headers.try_append(name, value)?;
+        }
+        Ok(self)
     }
 
     /// The status code.

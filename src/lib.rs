@@ -132,7 +132,7 @@ pub use config::Builder;
 pub use date::{http_date, parse_http_date};
 pub use error::{CloseReason, RequestError};
 pub use headers::{HOP_BY_HOP, Headers, InvalidHeader};
-pub use request::{Method, Request, Version};
+pub use request::{Method, Request, Version, form_pairs};
 pub use response::{IntoResponse, Response, reason_phrase};
 pub use server::{Event, Handle, Running, Server, Stats};
 

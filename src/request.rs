@@ -313,8 +313,21 @@ pub(crate) fn absolute_form_authority(target: &str) -> Option<&str> {
     Some(rest.find(['/', '?']).map_or(rest, |i| &rest[..i]))
 }
 
-/// The pairs of a form-encoded string (see [`Request::query_pairs`]).
-pub(crate) fn form_pairs(s: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+/// The name and value pairs of a form-encoded string: a query, or the body
+/// of a form POST (`application/x-www-form-urlencoded`), decoded as
+/// [`Request::query_pairs`] decodes the query.
+///
+/// ```
+/// use h1serve::{Request, Response, form_pairs};
+/// fn sign_in(req: &mut Request) -> std::io::Result<Response> {
+///     let body = String::from_utf8_lossy(&req.read_body()?).into_owned();
+///     let user = form_pairs(&body).find(|(name, _)| name == "user").map(|(_, v)| v.into_owned());
+///     Ok(Response::text(format!("hello, {}\n", user.unwrap_or_default())))
+/// }
+/// let pairs: Vec<_> = form_pairs("user=ada+l%C3%B6velace&remember").collect();
+/// assert_eq!(pairs, [("user".into(), "ada lövelace".into()), ("remember".into(), "".into())]);
+/// ```
+pub fn form_pairs(s: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     s.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (form_decode(name), form_decode(value))

@@ -570,3 +570,34 @@ fn handlers_can_use_the_question_mark() {
     assert_all_closed(&running);
     assert_eq!(*failures.lock().unwrap(), ["disk full at /var/secret"]);
 }
+
+#[test]
+fn a_response_head_goes_out_with_its_body_not_ahead_of_it() {
+    // Rules §2: one buffer per response, so a small response is one write,
+    // one segment, never a head sent ahead of its body. The body's reader
+    // holds the response back until the test has looked at the socket.
+    struct Gated(Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>);
+    impl Read for Gated {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let Some((entered, go)) = self.0.take() else { return Ok(0) };
+            entered.send(()).unwrap();
+            go.recv_timeout(PATIENCE).unwrap();
+            out[..4].copy_from_slice(b"body");
+            Ok(4)
+        }
+    }
+    let (entered, in_read) = mpsc::channel();
+    let (go, gate) = mpsc::channel();
+    let gate = Mutex::new(Some((entered, gate)));
+    let running = start(default_builder(), move |_| Response::from_reader(Gated(gate.lock().unwrap().take()), 4));
+    let mut c = Client::new(running.local_addr());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    in_read.recv_timeout(PATIENCE).unwrap();
+    // The head is made; nothing may have been sent yet.
+    c.stream().set_nonblocking(true).unwrap();
+    let early = c.stream().peek(&mut [0u8; 64]);
+    c.stream().set_nonblocking(false).unwrap();
+    assert_eq!(early.map_err(|e| e.kind()), Err(ErrorKind::WouldBlock), "the head went out alone");
+    go.send(()).unwrap();
+    assert_eq!(c.read_response().text(), "body");
+}

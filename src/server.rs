@@ -644,9 +644,11 @@ impl Running {
 
     /// Waits for the server to stop (after a [`Handle::shutdown`] elsewhere).
     /// Called from one of this server's handlers, which the server would
-    /// wait for, it fails at once with [`io::ErrorKind::Deadlock`].
+    /// wait for, it fails at once with [`io::ErrorKind::Deadlock`], and the
+    /// server serves on (as after [`Running::detach`]).
     pub fn join(mut self) -> io::Result<()> {
         if self.handle.shared.is_current_thread() {
+            self.thread = None;
             return Err(io::Error::new(io::ErrorKind::Deadlock, "join from the server's own handler"));
         }
         self.join_thread()

@@ -744,8 +744,9 @@ fn a_handler_can_stop_its_own_server_and_its_response_is_sent() {
                 _ => {
                     let handle = running.handle().clone();
                     let joined = running.join().map_err(|e| e.kind());
+                    let serving = !handle.is_shutting_down();
                     handle.shutdown();
-                    format!("{joined:?}")
+                    format!("{joined:?} serving={serving}")
                 }
             };
             Response::text(format!("code={} {said}", req.query_param("code").unwrap_or_default()))
@@ -758,7 +759,7 @@ fn a_handler_can_stop_its_own_server_and_its_response_is_sent() {
         let expected = match how {
             "shutdown" => "code=42 Ok(())",
             "drop" => "code=42 dropped",
-            _ => "code=42 Err(Deadlock)",
+            _ => "code=42 Err(Deadlock) serving=true",
         };
         assert_eq!(r.text(), expected);
         assert!(r.closes() && c.at_eof(), "{how}: a shutting-down server closes after the response");

@@ -67,6 +67,10 @@ pub struct Body<'c> {
     expect: Continue,
     timeout: Duration,
     failure: Option<Failure>,
+    /// Bytes the handler has read, and the most it allows (see
+    /// [`Body::set_limit`]).
+    read: u64,
+    limit: u64,
 }
 
 impl<'c> Body<'c> {
@@ -81,7 +85,7 @@ impl<'c> Body<'c> {
             BodyLength::Exact(n) => Framing::Exact { remaining: n },
             BodyLength::Chunked => Framing::Chunked(decoder()),
         };
-        let mut body = Body { io, framing, expect: Continue::No, timeout, failure: None };
+        let mut body = Body { io, framing, expect: Continue::No, timeout, failure: None, read: 0, limit: u64::MAX };
         if expect_continue && !body.is_complete() {
             body.expect = Continue::Pending;
         }
@@ -95,6 +99,25 @@ impl<'c> Body<'c> {
             Framing::Exact { remaining } => Some(*remaining),
             Framing::Chunked(_) => None,
         }
+    }
+
+    /// Lowers the body limit for this request to `max` bytes in all, for a
+    /// route that takes less than the server's
+    /// [`max_body_bytes`](crate::Builder::max_body_bytes) (which still
+    /// holds). A body over it fails the read that passes it, and the server
+    /// answers 413 itself, as for its own limit: a `Content-Length` over it
+    /// fails the first read, before anything is read or `100 Continue` sent.
+    ///
+    /// ```
+    /// use h1serve::{Request, Response};
+    /// fn rename(req: &mut Request) -> std::io::Result<Response> {
+    ///     req.body().set_limit(256); // a name, not an upload
+    ///     let name = req.read_body()?;
+    ///     Ok(Response::text(format!("renamed to {}\n", String::from_utf8_lossy(&name))))
+    /// }
+    /// ```
+    pub fn set_limit(&mut self, max: u64) {
+        self.limit = max;
     }
 
     /// The trailer fields of a chunked body, once it was read to its end.
@@ -236,6 +259,10 @@ impl Read for Body<'_> {
         if out.is_empty() || self.is_complete() {
             return Ok(0);
         }
+        if matches!(self.framing, Framing::Exact { remaining } if self.read.saturating_add(remaining) > self.limit) {
+            return Err(self
+                .fail(Failure::Rejected(RequestError::ContentTooLarge), invalid_data(RequestError::ContentTooLarge)));
+        }
         if self.expect == Continue::Pending {
             self.expect = Continue::No;
             // RFC 9110 §10.1.1: a server MAY omit the interim response if it
@@ -248,6 +275,10 @@ impl Read for Body<'_> {
             Framing::Exact { .. } => self.read_exact_framed(out),
             Framing::Chunked(_) => self.read_chunked(out),
         };
+        let r = r.and_then(|n| {
+            self.read += n as u64;
+            if self.read > self.limit { Err(invalid_data(RequestError::ContentTooLarge)) } else { Ok(n) }
+        });
         r.map_err(|e| {
             let failure = match e.get_ref().and_then(|i| i.downcast_ref::<RequestError>()) {
                 Some(&rejected) => Failure::Rejected(rejected),

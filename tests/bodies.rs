@@ -279,3 +279,33 @@ fn an_early_answer_reaches_a_client_that_sends_its_whole_body_first() {
     assert_eq!((r.status, r.closes()), (401, true));
     assert!(c.at_eof());
 }
+
+#[test]
+fn a_handler_can_lower_the_body_limit_for_its_route() {
+    let running = start(default_builder(), |req| {
+        req.body().set_limit(10);
+        match req.read_body() {
+            Ok(body) => Response::bytes(body),
+            Err(_) => Response::status(500), // the server answers 413 itself
+        }
+    });
+    let mut c = Client::new(running.local_addr());
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789");
+    assert_eq!(c.read_response().text(), "0123456789");
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n");
+    assert_eq!(c.read_response().text(), "0123456789");
+    // A chunked body fails the read that passes the limit.
+    c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n5\r\n6789A\r\n0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.closes()), (413, true));
+    drop(c);
+    // A declared length over it is refused before anything is read, and
+    // before a `100 Continue` could invite the body.
+    let raw = exchange_until_close(
+        running.local_addr(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert!(raw.starts_with(b"HTTP/1.1 413 "), "{}", String::from_utf8_lossy(&raw));
+    assert_all_closed(&running);
+    assert_eq!(running.stats().closes(CloseReason::BadRequest), 2);
+}

@@ -127,32 +127,59 @@ fn check_host(fields: &FramingFields<'_>, version: Version) -> Result<(), Reques
 }
 
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): an
-/// IP-literal in brackets or a reg-name (unreserved, pct-encoded,
-/// sub-delims), then optional digits. Empty is allowed (RFC 9112 §3.2:
-/// when the target has no authority).
+/// IP-literal in brackets or a reg-name, then optional digits. RFC 9112
+/// §3.2: a server MUST answer 400 to a Host with an invalid value. Empty is
+/// allowed (RFC 9112 §3.2: when the target has no authority).
 pub(crate) fn is_valid_host(v: &[u8]) -> bool {
-    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+    let (host_ok, port) = if let Some(rest) = v.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|&b| b == b']') else { return false };
-        let literal = &rest[..close];
-        if literal.is_empty()
-            || !literal.iter().all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
-        {
-            return false;
-        }
-        (&b""[..], &rest[close + 1..])
+        (is_ip_literal(&rest[..close]), &rest[close + 1..])
     } else {
         match v.iter().position(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i..]),
-            None => (v, &b""[..]),
+            Some(i) => (is_reg_name(&v[..i]), &v[i..]),
+            None => (is_reg_name(v), &b""[..]),
         }
     };
-    let reg_name_ok = host.iter().all(|&b| is_reg_name_byte(b));
     let port_ok = match port {
         [] => true,
         [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit) && digits.len() <= 5,
         _ => false,
     };
-    reg_name_ok && port_ok
+    host_ok && port_ok
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, where
+/// `pct-encoded = "%" HEXDIG HEXDIG` (RFC 3986 §3.2.2, §2.1).
+fn is_reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' if host.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 3,
+            b'%' => return false,
+            b if is_reg_name_byte(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What an IP-literal holds between its brackets: `IPv6address /
+/// IPvFuture` (RFC 3986 §3.2.2). std's parser takes exactly RFC 3986's
+/// IPv6 text forms (eight groups of up to four hex digits, one `::`, an
+/// IPv4 tail), and no zone identifier.
+fn is_ip_literal(inner: &[u8]) -> bool {
+    match inner {
+        // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        [b'v' | b'V', rest @ ..] => {
+            let Some(dot) = rest.iter().position(|&b| b == b'.') else { return false };
+            let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+            !version.is_empty()
+                && version.iter().all(u8::is_ascii_hexdigit)
+                && !tail.is_empty()
+                && tail.iter().all(|&b| b == b':' || (b != b'%' && is_reg_name_byte(b)))
+        }
+        _ => std::str::from_utf8(inner).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok()),
+    }
 }
 
 /// The request-target forms of RFC 9112 §3.2: origin-form (`/path?q`),
@@ -365,6 +392,25 @@ mod tests {
             ("[::1", false),
             ("a/b", false),
             ("a@b", false),
+            // pct-encoded is "%" and two hex digits (RFC 3986 §2.1).
+            ("caf%C3%A9.example", true),
+            ("a%zz", false),
+            ("a%4", false),
+            ("%", false),
+            // An IP-literal is an IPv6 address or an IPvFuture.
+            ("[2001:db8::7]", true),
+            ("[::ffff:192.0.2.1]:443", true),
+            ("[1:2:3:4:5:6:7:8]", true),
+            ("[v1.x]", true),
+            ("[V7.a:b!]", true),
+            ("[:::]", false),
+            ("[127.0.0.1]", false),
+            ("[1:2:3:4:5:6:7:8:9]", false),
+            ("[v]", false),
+            ("[v1.]", false),
+            ("[vx.y]", false),
+            ("[fe80::1%25eth0]", false),
+            ("[]", false),
         ] {
             assert_eq!(is_valid_host(v.as_bytes()), ok, "{v:?}");
         }
@@ -393,6 +439,8 @@ mod tests {
             (Method::Get, "http://h/p", true),
             (Method::Get, "HTTPS://h:8443?q", true),
             (Method::Get, "http://[::1]:80/p?q=http://x", true),
+            (Method::Get, "http://[:::]/", false),
+            (Method::Get, "http://a%zz/", false),
             (Method::Get, "http://h", true),
             (Method::Options, "*", true),
             (Method::Get, "*", false),

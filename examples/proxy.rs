@@ -26,11 +26,13 @@
 //!   was read to the end and the upstream did not ask to close it: a
 //!   connection with unread body bytes in it would hand those bytes to the
 //!   next request as its "response".
-//! * **Hop-by-hop fields stay on their hop** (RFC 9110 §7.6.1, rules
-//!   §3, §4). `Connection`, every field it names, `Keep-Alive`,
-//!   `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` and
-//!   `Proxy-Authenticate`/`Proxy-Authorization` are removed in both
-//!   directions ([`Headers::remove_hop_by_hop`]). A "dumb" proxy that passes
+//! * **Hop-by-hop fields stay on their hop** (rules §3, §4). `Connection`
+//!   and every field it names (RFC 9110 §7.6.1, which also names
+//!   `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding` and
+//!   `Upgrade`), `Trailer` (RFC 2616 §13.5.1) and
+//!   `Proxy-Authenticate`/`Proxy-Authorization` (RFC 9110 §11.7: for the
+//!   next hop) are removed in both directions
+//!   ([`Headers::remove_hop_by_hop`]). A "dumb" proxy that passes
 //!   an HTTP/1.0 client's `Connection: keep-alive` on makes the server keep
 //!   the connection open after its response, while the proxy, which knows
 //!   nothing of keep-alive, waits for the close that would end the body:

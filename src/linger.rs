@@ -317,6 +317,19 @@ mod tests {
         Ticket::take(&Arc::default(), 1).unwrap()
     }
 
+    /// `server`, handed off at `now` with a minute to linger and `budget`.
+    fn draining(stream: Arc<TcpStream>, now: Instant, budget: u64) -> Draining {
+        Draining {
+            stream,
+            _ticket: ticket(),
+            deadline: now + Duration::from_secs(60),
+            grace_end: now + SHUTDOWN_GRACE,
+            budget,
+            next_read: now,
+            quiet: PASS_INTERVAL,
+        }
+    }
+
     /// The bound holds for the sockets queued to the thread as well as
     /// those it holds: it once bounded only the queue, and the thread,
     /// which empties the queue every pass, held any number (4000 refused
@@ -357,15 +370,7 @@ mod tests {
     fn a_quiet_socket_is_read_less_and_less_often_until_it_speaks_or_closes() {
         let (mut client, server) = pair();
         let start = Instant::now();
-        let mut d = Draining {
-            stream: Arc::new(server),
-            _ticket: ticket(),
-            deadline: start + Duration::from_secs(60),
-            grace_end: start + SHUTDOWN_GRACE,
-            budget: 1000,
-            next_read: start,
-            quiet: PASS_INTERVAL,
-        };
+        let mut d = draining(Arc::new(server), start, 1000);
         let mut scratch = [0u8; 64];
         let mut now = start;
         let mut waits = Vec::new();
@@ -403,15 +408,7 @@ mod tests {
         }
         server.set_nonblocking(true).unwrap();
         let now = Instant::now();
-        let mut d = Draining {
-            stream: Arc::new(server),
-            _ticket: ticket(),
-            deadline: now + Duration::from_secs(60),
-            grace_end: now + SHUTDOWN_GRACE,
-            budget: u64::MAX,
-            next_read: now,
-            quiet: PASS_INTERVAL,
-        };
+        let mut d = draining(Arc::new(server), now, u64::MAX);
         let mut scratch = [0u8; 1024];
         assert!(still_open(&mut d, &mut scratch, now));
         // One pass took its share and no more; the rest is due at once.
@@ -428,15 +425,8 @@ mod tests {
         let (mut client, server) = pair();
         let start = Instant::now();
         let stream = Arc::new(server);
-        let draining = |budget| Draining {
-            stream: stream.clone(),
-            _ticket: ticket(),
-            deadline: start + Duration::from_secs(1),
-            grace_end: start + SHUTDOWN_GRACE,
-            budget,
-            next_read: start,
-            quiet: PASS_INTERVAL,
-        };
+        let draining =
+            |budget| Draining { deadline: start + Duration::from_secs(1), ..draining(stream.clone(), start, budget) };
         let mut scratch = [0u8; 64];
         assert!(!still_open(&mut draining(1000), &mut scratch, start + Duration::from_secs(1)));
         client.write_all(&[b'x'; 10]).unwrap();
@@ -447,15 +437,7 @@ mod tests {
     #[test]
     fn a_shutdown_cuts_lingering_at_its_deadline_but_not_within_the_grace() {
         let start = Instant::now();
-        let lingering = |grace_end| Draining {
-            stream: Arc::new(pair().1),
-            _ticket: ticket(),
-            deadline: start + Duration::from_secs(60),
-            grace_end,
-            budget: 1000,
-            next_read: start,
-            quiet: PASS_INTERVAL,
-        };
+        let lingering = |grace_end| Draining { grace_end, ..draining(Arc::new(pair().1), start, 1000) };
         let mut held = Vec::new();
         // Handed off long before the cut-off, and just before it.
         receive(&mut held, Message::Drain(lingering(start)));

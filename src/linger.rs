@@ -38,11 +38,16 @@ const LINGERING_MAX: usize = 1024;
 /// How long the lingering thread sleeps between passes over its sockets,
 /// at most: a socket handed off waits up to this for its first read.
 const PASS_INTERVAL: Duration = Duration::from_millis(10);
-/// When a socket that had input is read again: a client still sending (the
-/// rest of a body the handler did not read) must not be held to the pace
-/// of the passes, or its upload would crawl (64 KiB a pass, 6 MiB/s) and
-/// run into the linger timeout before it is done.
+/// When a socket that gave at least `SENDING_BYTES` in a pass is read
+/// again: a client still sending at speed (the rest of a body the handler
+/// did not read) must not be held to the pace of the passes, or its upload
+/// would crawl (one receive buffer per 10 ms pass) and run into the linger
+/// timeout before it is done.
 const SENDING_INTERVAL: Duration = Duration::from_millis(1);
+/// Less than this in a pass is a trickle, read at the pace of the passes:
+/// a client sending a byte now and then must not wake the thread every
+/// millisecond.
+const SENDING_BYTES: u64 = 16 * 1024;
 /// Longest wait between two reads of one socket. A socket found quiet is
 /// read half as often each time, up to this: most clients close within a
 /// pass, and one that never does costs a few reads, not one every pass.
@@ -286,15 +291,24 @@ fn still_open(d: &mut Draining, scratch: &mut [u8], now: Instant) -> bool {
             Err(_) => return false,
         }
     }
-    // Quiet: read it less often. Sending: keep up with it, at once if
-    // this pass's share did not empty it.
-    d.quiet = if read == 0 { (d.quiet * 2).min(QUIET_MAX) } else { PASS_INTERVAL };
-    d.next_read = match read {
-        0 => now + d.quiet,
-        PASS_BYTES.. => now,
-        _ => now + SENDING_INTERVAL,
-    };
+    (d.quiet, d.next_read) = next_read(read, d.quiet, now);
     now < d.deadline
+}
+
+/// After a pass that read `read` bytes of a socket: its new quiet wait,
+/// and when to read it next. Quiet: less and less often. Sending at speed:
+/// keep up with it, at once if this pass's share did not empty it.
+/// Trickling: at the pace of the passes.
+fn next_read(read: u64, quiet: Duration, now: Instant) -> (Duration, Instant) {
+    match read {
+        0 => {
+            let quiet = (quiet * 2).min(QUIET_MAX);
+            (quiet, now + quiet)
+        }
+        PASS_BYTES.. => (PASS_INTERVAL, now),
+        SENDING_BYTES.. => (PASS_INTERVAL, now + SENDING_INTERVAL),
+        _ => (PASS_INTERVAL, now + PASS_INTERVAL),
+    }
 }
 
 #[cfg(test)]
@@ -387,8 +401,8 @@ mod tests {
         assert_eq!(d.budget, 1000);
         assert!(still_open(&mut d, &mut scratch, now));
         assert_eq!((d.budget, d.quiet), (996, PASS_INTERVAL));
-        // A socket that had input is read again soon, not a pass later.
-        assert_eq!(d.next_read, now + SENDING_INTERVAL);
+        // A trickle is read at the pace of the passes.
+        assert_eq!(d.next_read, now + PASS_INTERVAL);
         // The client's close ends it.
         drop(client);
         wait_readable(&d.stream);
@@ -397,27 +411,25 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_with_more_input_than_a_pass_reads_is_due_again_at_once() {
-        let (mut client, server) = pair();
-        let writer = thread::spawn(move || client.write_all(&[b'x'; 256 * 1024]).map(|()| client));
-        // Wait until more than a pass's share has arrived.
-        let mut peek = vec![0u8; PASS_BYTES as usize + 1];
-        server.set_nonblocking(false).unwrap();
-        while server.peek(&mut peek).unwrap() < peek.len() {
-            thread::sleep(Duration::from_millis(1));
-        }
-        server.set_nonblocking(true).unwrap();
+    fn a_socket_sending_at_speed_is_read_again_soon_and_a_trickle_is_not() {
         let now = Instant::now();
-        let mut d = draining(Arc::new(server), now, u64::MAX);
-        let mut scratch = [0u8; 1024];
-        assert!(still_open(&mut d, &mut scratch, now));
-        // One pass took its share and no more; the rest is due at once.
-        assert_eq!((u64::MAX - d.budget, d.next_read), (PASS_BYTES, now));
-        // And the rest is all read, however it arrives.
-        while d.budget > u64::MAX - 256 * 1024 {
-            assert!(still_open(&mut d, &mut scratch, Instant::now()));
+        let ms = Duration::from_millis;
+        let cases = [
+            // Quiet: the wait doubles, up to its bound.
+            (0, ms(10), (ms(20), now + ms(20))),
+            (0, QUIET_MAX, (QUIET_MAX, now + QUIET_MAX)),
+            // A trickle: the pace of the passes.
+            (1, QUIET_MAX, (PASS_INTERVAL, now + PASS_INTERVAL)),
+            (SENDING_BYTES - 1, ms(10), (PASS_INTERVAL, now + PASS_INTERVAL)),
+            // At speed: soon, and at once when the pass's share did not
+            // empty it.
+            (SENDING_BYTES, ms(10), (PASS_INTERVAL, now + SENDING_INTERVAL)),
+            (PASS_BYTES - 1, ms(40), (PASS_INTERVAL, now + SENDING_INTERVAL)),
+            (PASS_BYTES, ms(10), (PASS_INTERVAL, now)),
+        ];
+        for (read, quiet, expected) in cases {
+            assert_eq!(next_read(read, quiet, now), expected, "{read} bytes");
         }
-        drop(writer.join().unwrap().unwrap());
     }
 
     #[test]

@@ -106,7 +106,11 @@ impl<'c> Body<'c> {
     /// [`max_body_bytes`](crate::Builder::max_body_bytes) (which still
     /// holds). A body over it fails the read that passes it, and the server
     /// answers 413 itself, as for its own limit: a `Content-Length` over it
-    /// fails the first read, before anything is read or `100 Continue` sent.
+    /// fails the first read, before anything is read or `100 Continue` sent
+    /// (a chunked body's length is not known before it is read). A body
+    /// the handler leaves unread is skipped as usual, within
+    /// [`max_drain_bytes`](crate::Builder::max_drain_bytes), whatever this
+    /// limit: an early answer keeps the connection.
     ///
     /// ```
     /// use h1serve::{Request, Response};
@@ -178,6 +182,9 @@ impl<'c> Body<'c> {
         if matches!(self.framing, Framing::Exact { remaining } if remaining > max) {
             return false;
         }
+        // The handler's limit was on what it would read; skipping the rest
+        // is the server's, bounded by `max`.
+        self.limit = u64::MAX;
         // On the heap: this path is rare, and an 8 KiB array in the frame
         // would be touched (stack probes) on every request of every thread.
         let mut scratch = vec![0u8; 8 * 1024];

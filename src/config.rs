@@ -135,7 +135,7 @@ impl Builder {
     /// next request before the server closes it. Announced to HTTP/1.0
     /// clients in `Keep-Alive: timeout=`, a second short and rounded down to
     /// whole seconds (the idle clock starts before the client has the
-    /// response).
+    /// response); under 2 s, no `timeout=` is sent.
     /// Default 60 s: idle connections cost a blocked thread and a few KiB,
     /// and at the connection cap the longest-idle one is closed first anyway.
     pub fn idle_timeout(mut self, timeout: Duration) -> Builder {

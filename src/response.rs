@@ -346,9 +346,15 @@ impl Response {
             ConnectionField::None => {}
             ConnectionField::Close => out.extend_from_slice(b"Connection: close\r\n"),
             ConnectionField::KeepAlive { timeout_secs, max } => {
-                out.extend_from_slice(b"Connection: keep-alive\r\nKeep-Alive: timeout=");
-                push_decimal(out, timeout_secs);
-                out.extend_from_slice(b", max=");
+                out.extend_from_slice(b"Connection: keep-alive\r\nKeep-Alive: ");
+                // A hint of 0 s would tell a client that honours it never to
+                // reuse the connection it was just told is kept: no hint.
+                if timeout_secs > 0 {
+                    out.extend_from_slice(b"timeout=");
+                    push_decimal(out, timeout_secs);
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(b"max=");
                 push_decimal(out, max);
                 out.extend_from_slice(b"\r\n");
             }
@@ -529,6 +535,9 @@ mod tests {
         assert!(h.ends_with(
             "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5, max=99\r\n\r\n"
         ));
+        // An idle timeout under 2 s leaves no whole second of hint.
+        let h = head_of(&r, ResponseFraming::Chunked, ConnectionField::KeepAlive { timeout_secs: 0, max: 99 });
+        assert!(h.ends_with("Connection: keep-alive\r\nKeep-Alive: max=99\r\n\r\n"), "{h}");
     }
 
     #[test]

@@ -221,7 +221,9 @@ pub struct Handle {
 /// From inside one of this server's own handlers (an OAuth callback that
 /// stops the server once it has its code), `shutdown` and dropping cannot
 /// wait for `serve`, which waits for that handler: they begin the shutdown
-/// and return at once, and the handler's response is still sent.
+/// and return at once, and the handler's response is still sent. This
+/// holds on the handler's own thread; from a thread the handler starts and
+/// waits for, use [`Handle::shutdown`], which never waits.
 ///
 /// ```
 /// use h1serve::{Response, Server};

@@ -217,6 +217,21 @@ fn drain(stream: &TcpStream, scratch: &mut [u8], timeout: Duration, max_bytes: u
     }
 }
 
+/// Reads and discards what has arrived on a non-blocking socket, up to a
+/// bound, without waiting for more: for a socket about to be dropped with
+/// no lingering (the request a refused client sent with its connection),
+/// so that the drop sends a FIN, not a reset.
+pub(crate) fn discard_arrived(stream: &TcpStream) {
+    let mut scratch = [0u8; 1024];
+    for _ in 0..16 {
+        match (&*stream).read(&mut scratch) {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}
+
 /// The lingering thread: passes over its sockets every `PASS_INTERVAL`
 /// until its channel is closed and every socket is done.
 fn linger_all(rx: Receiver<Message>) {

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{
     AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Builder, Config};
 use crate::conn::{self, Handler, Kept};
 use crate::error::{CloseReason, RequestError};
-use crate::linger::Lingerer;
+use crate::linger::{self, Lingerer};
 use crate::request::{Method, Request};
 use crate::response::{IntoResponse, Response};
 
@@ -1183,26 +1183,14 @@ fn refuse(stream: Arc<TcpStream>, shared: &Shared) {
         // as dropping a socket with unread input sends a reset in place of
         // the FIN (RFC 9112 §9.6), which can destroy the 503 before its
         // client reads it.
-        discard_arrived(&stream);
-    }
-}
-
-/// Reads and discards what has arrived on a non-blocking socket, up to a
-/// bound: the request a refused client sent with its connection.
-fn discard_arrived(stream: &TcpStream) {
-    let mut scratch = [0u8; 1024];
-    for _ in 0..16 {
-        match (&*stream).read(&mut scratch) {
-            Ok(n) if n > 0 => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            _ => return,
-        }
+        linger::discard_arrived(&stream);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::panic::{self, AssertUnwindSafe};
 
     /// Slots in `state`, idle since `since[i]`, sharing one socket.

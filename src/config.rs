@@ -177,7 +177,8 @@ impl Builder {
     /// before it reads (one that does not use `Expect: 100-continue`) can
     /// then still read an early answer, such as a 401 or 413 sent before
     /// the body was read, if its body is no larger and arrives within the
-    /// time. Raise both with [`Builder::max_body_bytes`] for larger uploads.
+    /// time. Where [`Builder::max_body_bytes`] is raised for larger
+    /// uploads, raise this with it.
     pub fn linger(mut self, timeout: Duration, bytes: u64) -> Builder {
         self.config.linger_timeout = timeout;
         self.config.linger_bytes = bytes;

@@ -234,10 +234,16 @@ impl Conn<'_> {
         }
     }
 
+    /// The response for the server's own refusal `e`, reported to the
+    /// event hook.
+    fn refusal_response(&self, e: RequestError) -> Response {
+        self.shared.emit(&Event::Refused { id: self.slot.id, error: e });
+        error_response(e)
+    }
+
     /// Queues the error response for `e`; the connection then closes.
     fn reject(&mut self, e: RequestError, reason: CloseReason) -> CloseReason {
-        self.shared.emit(&Event::Refused { id: self.slot.id, error: e });
-        let response = error_response(e);
+        let response = self.refusal_response(e);
         let framing = ResponseFraming::Length(response.body_len().unwrap_or(0));
         // A refused HEAD still gets no body (RFC 9110 §9.3.2): a pipelining
         // client would read it as the start of the next response. The
@@ -271,14 +277,15 @@ impl Conn<'_> {
             // The client vanished mid-body: there is no one to answer.
             (_, Some(Failure::Io)) => return Some(CloseReason::Io),
             // The body broke its framing or limit, or stalled: the server
-            // answers the precise status, whatever the handler made of it.
+            // answers the precise status, whatever the handler made of it,
+            // and reports the refusal as it does a head's.
             (_, Some(Failure::Timeout)) => {
                 close = Some(CloseReason::BodyTimeout);
-                error_response(RequestError::RequestTimeout)
+                self.refusal_response(RequestError::RequestTimeout)
             }
             (_, Some(Failure::Rejected(e))) => {
                 close = Some(CloseReason::BadRequest);
-                error_response(e)
+                self.refusal_response(e)
             }
             (Err(_), None) => {
                 close = Some(CloseReason::HandlerPanicked);

@@ -79,7 +79,9 @@ pub enum Event<'a> {
         /// The error's text.
         error: &'a str,
     },
-    /// The server refused a request itself, with this error's status.
+    /// The server refused a request itself, with this error's status: for
+    /// its head, before any handler ran, or for its body, found while the
+    /// handler read it (answered in place of the handler's response).
     Refused {
         /// Connection number.
         id: u64,

@@ -767,3 +767,26 @@ fn a_handler_can_stop_its_own_server_and_its_response_is_sent() {
         assert!(handle.is_shutting_down());
     }
 }
+
+#[test]
+fn refusals_are_reported_whether_the_head_or_the_body_broke_a_rule() {
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let log = refused.clone();
+    let builder = Server::builder().max_body_bytes(10).on_event(move |e| {
+        if let Event::Refused { error, .. } = e {
+            log.lock().unwrap().push(error.status());
+        }
+    });
+    let running = start(builder, |req| match req.read_body() {
+        Ok(_) => Response::text("read"),
+        Err(_) => Response::status(500), // the server answers the body's error itself
+    });
+    let addr = running.local_addr();
+    // A head without Host: refused before the handler runs.
+    assert_eq!(status_of(&exchange_until_close(addr, b"GET / HTTP/1.1\r\n\r\n")), 400);
+    // A chunked body over the limit: found while the handler reads it.
+    let over = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc\r\ntwelve bytes\r\n0\r\n\r\n";
+    assert_eq!(status_of(&exchange_until_close(addr, over)), 413);
+    assert_all_closed(&running);
+    assert_eq!(*refused.lock().unwrap(), [400, 413]);
+}

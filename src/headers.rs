@@ -137,8 +137,9 @@ impl Headers {
     /// # Panics
     /// As [`Headers::append`].
     pub fn insert(&mut self, name: &str, value: impl AsRef<[u8]>) {
-        self.remove(name);
-        self.append(name, value);
+        if self.try_insert(name, value).is_err() {
+            panic!("invalid header field {name:?}");
+        }
     }
 
     /// Appends a field whose bytes the caller has already validated (the
